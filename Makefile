@@ -1,0 +1,33 @@
+# Everything a new user runs. Only python3 and make are assumed; the rest is installed into .venv.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# Demo rows `make run` adds to an empty local database (existing ids are kept); 0 for none.
+DEMO_ROWS ?= 1000
+FLASK := $(BIN)/flask --app wsgi
+
+.PHONY: run dev test migrate clean
+
+# The venv is rebuilt only when a requirements file changes, so a second `make run` starts at once.
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+migrate: $(BIN)/.installed  ## apply the database migrations (DATABASE_URL, or the local SQLite file)
+	$(FLASK) db upgrade
+
+run: migrate  ## serve with gunicorn on 0.0.0.0:$(PORT)
+	$(FLASK) recordings seed-demo --count $(DEMO_ROWS)
+	PORT=$(PORT) exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+dev: migrate  ## Flask's debug server on port 8000, reloading on change
+	$(FLASK) run --debug --port $(PORT)
+
+test: $(BIN)/.installed  ## the whole test suite (PostgreSQL too when TEST_DATABASE_URL is set)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,105 @@
+"""Configuration classes, selected by ``create_app`` (see ``recordings_service.create_app``).
+
+Every setting can come from the environment. Development needs nothing set; Production refuses to
+start when something it needs is missing, rather than falling back to an unsafe default.
+"""
+
+import os
+
+
+def database_url(raw: str) -> str:
+    """Return a SQLAlchemy URL for ``raw``, sending ``postgres://`` and ``postgresql://`` to psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    return raw
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or incomplete; the app must not start."""
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    # A relative SQLite path lives in the instance folder (Flask-SQLAlchemy resolves it there).
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL", "sqlite:///recordings.db"))
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    SQLALCHEMY_RECORD_QUERIES = False
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+    # Africa's Talking callback: the secret carried in the callback URL, and what else guards it.
+    VOICE_CALLBACK_TOKEN = os.environ.get("VOICE_CALLBACK_TOKEN") or None
+    VOICE_CALLBACK_ALLOWED_NETWORKS = _env_list("VOICE_CALLBACK_ALLOWED_NETWORKS")
+    TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+    VOICE_DIAL_NUMBERS = _env_list("VOICE_DIAL_NUMBERS")
+    # AT's form posts are small; anything near this is not a callback.
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(64 * 1024)))
+    MAX_FORM_PARTS = int(os.environ.get("MAX_FORM_PARTS", "200"))
+
+    # flask-smorest / OpenAPI
+    API_TITLE = "recordings-service"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
+
+    @staticmethod
+    def check(config) -> None:
+        """Raise ``ConfigError`` when the app's effective ``config`` must not run."""
+
+
+class DevelopmentConfig(Config):
+    """The default: a SQLite file in the instance folder, no callback token required."""
+
+    DEBUG = False
+
+
+class TestingConfig(Config):
+    """Used by the test suite; the tests set the database URL themselves."""
+
+    TESTING = True
+    VOICE_CALLBACK_TOKEN = None
+    VOICE_DIAL_NUMBERS: list[str] = []
+    VOICE_CALLBACK_ALLOWED_NETWORKS: list[str] = []
+
+
+class ProductionConfig(Config):
+    """Production: PostgreSQL and a callback token are required."""
+
+    # No fallback: an unset DATABASE_URL must stop the app, not quietly write to a local SQLite file.
+    SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL", ""))
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+
+    @staticmethod
+    def check(config) -> None:
+        missing = [
+            name
+            for name, key in (
+                ("DATABASE_URL", "SQLALCHEMY_DATABASE_URI"),
+                ("VOICE_CALLBACK_TOKEN", "VOICE_CALLBACK_TOKEN"),
+            )
+            if not config.get(key)
+        ]
+        if missing:
+            raise ConfigError(f"production configuration needs {', '.join(missing)} set in the environment")
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_env() -> type[Config]:
+    """Pick the configuration named by ``RECORDINGS_ENV`` (development when unset)."""
+    name = os.environ.get("RECORDINGS_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ConfigError(f"RECORDINGS_ENV={name!r} is not one of {', '.join(CONFIGS)}") from None

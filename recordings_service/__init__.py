@@ -1,0 +1,53 @@
+"""recordings-service: the system of record for recordings of Africa's Talking conference calls."""
+
+import logging
+import os
+
+from flask import Flask
+
+from config import Config, config_from_env
+
+from .database import configure_engine
+from .errors import register_error_handlers
+from .extensions import api, db, migrate
+
+
+def create_app(config_class: type[Config] | None = None) -> Flask:
+    """Build the app with ``config_class`` (by default the one ``RECORDINGS_ENV`` names)."""
+    config_class = config_class or config_from_env()
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(config_class)
+    config_class.check(app.config)
+    app.json.sort_keys = False  # keep the contract's field order
+    register_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    return app
+
+
+def register_logging(app: Flask) -> None:
+    # gunicorn and the Flask CLI both log to stderr; the service's own loggers join them there.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True)
+    api.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import voice
+
+    api.register_blueprint(voice.blp)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import recordings_cli
+
+    app.cli.add_command(recordings_cli)

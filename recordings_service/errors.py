@@ -1,0 +1,60 @@
+"""The error contract: every error the service answers is JSON ``{"detail": "<text>"}``.
+
+HTTP errors (routing 404/405, aborts, validation) reach ``http_error`` through ``extensions.Api``, which
+flask-smorest registers on the app, not a blueprint, so routing errors get the same shape.
+"""
+
+import logging
+from collections.abc import Iterator
+
+import marshmallow as ma
+from flask import Flask, current_app
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorSchema(ma.Schema):
+    """The body of every error response."""
+
+    detail = ma.fields.String(required=True, metadata={"description": "What went wrong"})
+
+
+def error_response(status: int, detail: str, headers: dict | None = None):
+    """Return a Flask response tuple carrying ``detail`` with ``status``."""
+    return {"detail": detail}, status, headers or {}
+
+
+def _field_messages(messages: dict, prefix: str = "") -> Iterator[str]:
+    for key, value in messages.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _field_messages(value, f"{name}.")
+        else:
+            yield f"{name}: {' '.join(map(str, value)) if isinstance(value, list) else value}"
+
+
+def http_error(error: HTTPException):
+    """Answer ``error`` in the contract's shape, naming each bad field of a validation error."""
+    data = getattr(error, "data", None) or {}
+    if "messages" in data:
+        # webargs keys its messages by location ("json", "query"...); the field names are what help.
+        fields = [line for location in data["messages"].values() for line in _field_messages(location)]
+        detail = "Invalid request: " + "; ".join(fields)
+    elif "message" in data:
+        detail = str(data["message"])
+    elif error.description and error.description != type(error).description:
+        detail = error.description
+    else:
+        detail = error.name
+    return error_response(error.code or 500, detail, data.get("headers"))
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer anything a view did not expect with a JSON 500, after rolling the session back."""
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        current_app.extensions["sqlalchemy"].session.rollback()
+        log.error("unhandled error", exc_info=error)
+        return error_response(500, "Internal server error")

@@ -1,0 +1,36 @@
+"""Flask extensions, created unbound here and bound to the app in ``create_app``."""
+
+import flask_smorest
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+from .errors import ErrorSchema, http_error
+
+# Stable constraint names, so Alembic can find and alter them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api, answering errors in the service's ``{"detail": ...}`` shape."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error):
+        return http_error(error)
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+api = Api()

@@ -1,0 +1,107 @@
+"""Fixtures: every database test runs once on SQLite and once on PostgreSQL.
+
+PostgreSQL runs when ``TEST_DATABASE_URL`` names a server the tests may create a scratch database on;
+without it those tests are skipped, and ``--no-skip`` (used by CI) turns any skip into a failure.
+"""
+
+import os
+import uuid
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from config import database_url
+from recordings_service import create_app
+from recordings_service.extensions import db
+from tests.support import config_for
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--no-skip", action="store_true", help="fail the run if any test was skipped")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if session.config.getoption("--no-skip") and skipped and exitstatus == pytest.ExitCode.OK:
+        reporter.write_line(f"--no-skip: {len(skipped)} test(s) were skipped", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _scratch_postgresql() -> tuple[str, sa.Engine]:
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL tests not run")
+    admin_url = make_url(database_url(base))
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"recordings_test_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    return admin_url.set(database=name).render_as_string(hide_password=False), admin
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database(request, tmp_path_factory):
+    """A migrated database of each backend for the whole run: its URL."""
+    admin = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/recordings.db"
+    else:
+        url, admin = _scratch_postgresql()
+    app = create_app(config_for(url))
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+    yield url
+    if admin is not None:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)')
+        admin.dispose()
+
+
+def empty_tables() -> None:
+    tables = [table.name for table in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            db.session.execute(sa.text(f"DELETE FROM {table}"))
+    db.session.commit()
+
+
+@pytest.fixture
+def make_app(database):
+    """Build apps on the test database, emptied first; each is disposed of after the test."""
+    apps = []
+
+    def make(**settings):
+        app = create_app(config_for(database, **settings))
+        with app.app_context():
+            if not apps:
+                empty_tables()
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()

@@ -1,0 +1,175 @@
+"""GET /api/v1/voice/recordings/<recording_id>, exactly as the contract (shared/seed) shows it."""
+
+import logging
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from recordings_service import create_app
+from recordings_service.extensions import db
+from recordings_service.models import Recording
+from tests.support import config_for
+
+URL = "/api/v1/voice/recordings/"
+
+
+@pytest.fixture
+def add_recording(app):
+    def add(**fields) -> None:
+        with app.app_context():
+            db.session.add(Recording(**fields))
+            db.session.commit()
+
+    return add
+
+
+def test_completed_recording_answers_the_contract_example(client, add_recording):
+    add_recording(
+        recording_id="conf_1234567890",
+        status="completed",
+        duration=342,
+        recording_url="https://voice.africastalking.com/recording/abc123def456",
+        created_at=datetime(2024, 1, 15, 10, 0, 0, tzinfo=UTC),
+        processed_at=datetime(2024, 1, 15, 10, 5, 42, tzinfo=UTC),
+    )
+
+    response = client.get(URL + "conf_1234567890")
+
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.json == {
+        "recording_id": "conf_1234567890",
+        "status": "completed",
+        "duration": 342,
+        "recording_url": "https://voice.africastalking.com/recording/abc123def456",
+        "created_at": "2024-01-15T10:00:00.000Z",
+        "processed_at": "2024-01-15T10:05:42.000Z",
+        "failure_reason": None,
+    }
+    # The contract's field order, not sorted keys.
+    assert list(response.json) == [
+        "recording_id", "status", "duration", "recording_url", "created_at", "processed_at", "failure_reason",
+    ]
+
+
+def test_recording_in_progress_has_null_unset_fields(client, add_recording):
+    add_recording(recording_id="conf_1234567890", created_at=datetime(2024, 1, 15, 10, 0, tzinfo=UTC))
+
+    response = client.get(URL + "conf_1234567890")
+
+    assert response.status_code == 200
+    assert response.json == {
+        "recording_id": "conf_1234567890",
+        "status": "recording",
+        "duration": None,
+        "recording_url": None,
+        "created_at": "2024-01-15T10:00:00.000Z",
+        "processed_at": None,
+        "failure_reason": None,
+    }
+
+
+def test_failed_recording_says_why(client, add_recording):
+    add_recording(recording_id="conf_failed", status="failed", failure_reason="NO_ANSWER")
+
+    body = client.get(URL + "conf_failed").json
+
+    assert (body["status"], body["failure_reason"], body["recording_url"]) == ("failed", "NO_ANSWER", None)
+
+
+def test_timestamps_keep_milliseconds_and_are_utc(client, add_recording):
+    # 13:00:00.123456 at UTC+3 is 10:00:00.123 UTC; microseconds are cut to milliseconds.
+    east_africa = timezone(timedelta(hours=3))
+    add_recording(recording_id="conf_tz", created_at=datetime(2024, 1, 15, 13, 0, 0, 123456, tzinfo=east_africa))
+
+    assert client.get(URL + "conf_tz").json["created_at"] == "2024-01-15T10:00:00.123Z"
+
+
+def test_missing_recording_is_404_with_the_contract_body(client):
+    response = client.get(URL + "conf_0000000000")
+
+    assert response.status_code == 404
+    assert response.json == {"detail": "Recording not found"}
+
+
+@pytest.mark.parametrize(
+    "recording_id",
+    [
+        "x" * 5000,
+        "x" * 65,
+        "conf_1234567890%2Fextra",
+        "conf/1234567890",
+        "conf_%00",
+        "conf_%27%3B%20DROP%20TABLE%20voice_recordings%3B--",
+        "conf_%E2%9C%93",  # non-ASCII
+        "%2E%2E",
+        "conf 1",
+    ],
+)
+def test_an_id_that_cannot_exist_is_the_same_404(client, recording_id):
+    response = client.get(URL + recording_id)
+
+    assert response.status_code == 404
+    assert response.json == {"detail": "Recording not found"}
+
+
+@pytest.fixture
+def table_taken_away(app):
+    """Break the database under the running app: its table is gone until the test ends."""
+
+    def rename(old: str, new: str) -> None:
+        with app.app_context():
+            db.session.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
+            db.session.commit()
+
+    rename("voice_recordings", "voice_recordings_away")
+    yield
+    rename("voice_recordings_away", "voice_recordings")
+
+
+def test_database_failure_is_500_with_the_contract_body_and_is_logged(client, table_taken_away, caplog):
+    with caplog.at_level(logging.ERROR):
+        response = client.get(URL + "conf_1")
+
+    assert response.status_code == 500
+    assert response.json == {"detail": "Failed to query recording status"}
+    assert "conf_1" in caplog.text and "voice_recordings" in caplog.text  # the cause is in the log
+
+
+def test_unreachable_database_is_500_with_the_contract_body():
+    app = create_app(config_for("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"))
+
+    response = app.test_client().get(URL + "conf_1")
+
+    assert response.status_code == 500
+    assert response.json == {"detail": "Failed to query recording status"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("get", "/nowhere", 404),
+        ("delete", URL + "conf_1", 405),
+        ("put", URL + "conf_1", 405),
+    ],
+)
+def test_every_error_is_json_detail(client, method, path, status):
+    response = getattr(client, method)(path)
+
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    assert list(response.json) == ["detail"] and response.json["detail"]
+
+
+def test_unexpected_error_is_a_json_500(make_app):
+    app = make_app()
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("boom")
+
+    response = app.test_client().get("/boom")
+
+    assert response.status_code == 500
+    assert response.json == {"detail": "Internal server error"}
