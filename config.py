@@ -4,6 +4,7 @@ Every setting can come from the environment. Development needs nothing set; Prod
 start when something it needs is missing, rather than falling back to an unsafe default.
 """
 
+import ipaddress
 import os
 
 
@@ -51,6 +52,11 @@ class Config:
     @staticmethod
     def check(config) -> None:
         """Raise ``ConfigError`` when the app's effective ``config`` must not run."""
+        for cidr in config["VOICE_CALLBACK_ALLOWED_NETWORKS"]:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ConfigError(f"VOICE_CALLBACK_ALLOWED_NETWORKS: {cidr!r} is not a network") from None
 
 
 class DevelopmentConfig(Config):
@@ -77,6 +83,7 @@ class ProductionConfig(Config):
 
     @staticmethod
     def check(config) -> None:
+        Config.check(config)
         missing = [
             name
             for name, key in (

@@ -4,6 +4,7 @@ import logging
 import os
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
 
@@ -19,6 +20,10 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     app.config.from_object(config_class)
     config_class.check(app.config)
     app.json.sort_keys = False  # keep the contract's field order
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        # The real client address (for VOICE_CALLBACK_ALLOWED_NETWORKS) is in X-Forwarded-For.
+        count = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     register_logging(app)
     register_extensions(app)
     register_blueprints(app)
@@ -42,9 +47,10 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import voice
+    from . import callbacks, voice
 
     api.register_blueprint(voice.blp)
+    api.register_blueprint(callbacks.blp)
 
 
 def register_commands(app: Flask) -> None:

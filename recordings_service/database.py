@@ -40,18 +40,20 @@ def _configure_sqlite(engine: Engine) -> None:
 _DIALECT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict], unique: list[str]) -> None:
+def insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict], unique: list[str]) -> int:
     """Insert ``rows`` into ``table``, leaving alone any row whose ``unique`` columns exist already.
 
     Safe against a concurrent insert of the same row: PostgreSQL waits for the other transaction and
-    then skips the row, instead of failing on the unique constraint.
+    then skips the row, instead of failing on the unique constraint. Returns how many rows were new.
     """
     insert = _DIALECT_INSERTS[session.get_bind().dialect.name]
-    session.execute(insert(table).on_conflict_do_nothing(index_elements=unique), rows)
+    return session.execute(insert(table).on_conflict_do_nothing(index_elements=unique), rows).rowcount
 
 
 def bulk_insert_ignoring_conflicts(session: Session, table: Table, rows: Iterable[dict], unique: str) -> None:
     """Insert many ``rows`` through the driver's bulk path, skipping rows whose ``unique`` value exists.
+
+    A column a row leaves out is NULL: Python-side defaults are not applied here.
 
     For seeding and benchmarks, where a million rows through the ORM's per-row type handling takes
     over a minute. Values go to the driver as they are: aware datetimes for PostgreSQL are fine;
@@ -66,7 +68,7 @@ def bulk_insert_ignoring_conflicts(session: Session, table: Table, rows: Iterabl
             cursor.execute(f"CREATE TEMP TABLE bulk_rows ON COMMIT DROP AS SELECT {names} FROM {table.name} WITH NO DATA")
             with cursor.copy(f"COPY bulk_rows ({names}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row([row[name] for name in columns])
+                    copy.write_row([row.get(name) for name in columns])
             cursor.execute(
                 f"INSERT INTO {table.name} ({names}) SELECT {names} FROM bulk_rows ON CONFLICT ({unique}) DO NOTHING"
             )
@@ -74,7 +76,7 @@ def bulk_insert_ignoring_conflicts(session: Session, table: Table, rows: Iterabl
         placeholders = ", ".join("?" for _ in columns)
         connection.executemany(
             f"INSERT OR IGNORE INTO {table.name} ({names}) VALUES ({placeholders})",
-            ([_sqlite_value(row[name]) for name in columns] for row in rows),
+            ([_sqlite_value(row.get(name)) for name in columns] for row in rows),
         )
 
 

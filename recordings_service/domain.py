@@ -5,6 +5,9 @@ Nothing here imports Flask or SQLAlchemy, so the rules can be read and tested on
 
 import enum
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 # A recording id is what clients put in a URL: short, ASCII, no slashes. AT session ids
 # (``ATVId_...``) fit, because a callback for an unknown session creates a recording named after it.
@@ -28,3 +31,118 @@ class Status(enum.StrEnum):
     @property
     def is_terminal(self) -> bool:
         return self in (Status.COMPLETED, Status.FAILED)
+
+
+# What Africa's Talking reports for a call that connected and ended normally.
+AT_SUCCESS = "Success"
+AT_NORMAL_CLEARING = "NORMAL_CLEARING"
+# The failure reason the sweep gives a recording whose URL never came.
+URL_TIMEOUT = "recording_url_timeout"
+
+
+@dataclass(frozen=True)
+class Callback:
+    """What one Africa's Talking callback says about its call, once validated."""
+
+    session_id: str
+    active: bool
+    status: str | None = None
+    hangup_cause: str | None = None
+    duration: int | None = None  # dialDurationInSeconds (the bridged, recorded leg) when present
+    recording_url: str | None = None  # None when AT sent nothing or an empty string
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What the service has learned about one AT call session, from all its callbacks so far.
+
+    Learning only ever adds: a call that ended stays ended, a URL once seen stays, so the facts come
+    out the same whatever order the callbacks arrive in and however often.
+    """
+
+    heard: bool = False  # a session bound by registration counts only once AT has called back
+    ended: bool = False
+    ended_well: bool = False
+    duration: int | None = None
+    recording_url: str | None = None
+    failure_reason: str | None = None
+
+    def learn(self, callback: Callback) -> "CallFacts":
+        ended_now = not callback.active
+        well = ended_now and _ended_well(callback)
+        return CallFacts(
+            heard=True,
+            ended=self.ended or ended_now,
+            ended_well=self.ended_well or well,
+            duration=_max(self.duration, callback.duration),
+            recording_url=self.recording_url or callback.recording_url,
+            failure_reason=self.failure_reason or (_failure_reason(callback) if ended_now and not well else None),
+        )
+
+
+def _ended_well(callback: Callback) -> bool:
+    connected = callback.status == AT_SUCCESS or callback.hangup_cause == AT_NORMAL_CLEARING
+    return connected and (callback.duration or 0) > 0
+
+
+def _failure_reason(callback: Callback) -> str:
+    if callback.hangup_cause and callback.hangup_cause != AT_NORMAL_CLEARING:
+        return callback.hangup_cause
+    if callback.status and callback.status != AT_SUCCESS:
+        return callback.status
+    return "zero_duration"
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+@dataclass(frozen=True)
+class RecordingState:
+    """The part of a recording that callbacks decide."""
+
+    status: Status = Status.RECORDING
+    duration: int | None = None
+    recording_url: str | None = None
+    failure_reason: str | None = None
+    processed_at: datetime | None = None
+
+
+def derive(calls: Iterable[CallFacts]) -> RecordingState:
+    """What the calls' facts say the recording is, regardless of what it was."""
+    heard = [call for call in calls if call.heard]
+    recorded = [call for call in heard if call.recording_url]
+    if recorded:
+        # Deterministic when legs bring several URLs: the longest recording.
+        best = max(recorded, key=lambda call: (call.duration or 0, call.recording_url))
+        return RecordingState(Status.COMPLETED, best.duration, best.recording_url)
+    if not heard or any(not call.ended for call in heard):
+        return RecordingState(Status.RECORDING)
+    well = [call for call in heard if call.ended_well]
+    if well:
+        return RecordingState(Status.PROCESSING, duration=max(call.duration or 0 for call in well))
+    reasons = sorted({call.failure_reason or "unknown" for call in heard})
+    return RecordingState(Status.FAILED, failure_reason=", ".join(reasons)[:128])
+
+
+# Forward only: recording -> processing -> completed or failed. Completed is the end of the line;
+# failed gives way only to completed, because a recording that exists must never be hidden.
+_RANK = {Status.RECORDING: 0, Status.PROCESSING: 1, Status.FAILED: 2, Status.COMPLETED: 3}
+
+
+def advance(current: RecordingState, calls: Iterable[CallFacts], now: datetime) -> RecordingState:
+    """Return the recording's next state once ``calls`` are known: never backwards, completed for good."""
+    if current.status is Status.COMPLETED:
+        return current
+    derived = derive(calls)
+    if derived.status is Status.COMPLETED:
+        return replace(derived, processed_at=now)
+    # The same status may still learn more: another leg's duration, another leg's failure reason.
+    return derived if _RANK[derived.status] >= _RANK[current.status] else current
+
+
+def time_out(current: RecordingState) -> RecordingState:
+    """Fail a recording whose call ended well but whose URL never came (the sweep's verdict)."""
+    if current.status is not Status.PROCESSING:
+        return current
+    return replace(current, status=Status.FAILED, failure_reason=URL_TIMEOUT)

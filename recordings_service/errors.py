@@ -25,7 +25,10 @@ def error_response(status: int, detail: str, headers: dict | None = None):
     return {"detail": detail}, status, headers or {}
 
 
-def _field_messages(messages: dict, prefix: str = "") -> Iterator[str]:
+def _field_messages(messages: dict | list, prefix: str = "") -> Iterator[str]:
+    if not isinstance(messages, dict):  # a message about the whole body, e.g. "Invalid JSON body."
+        yield " ".join(map(str, messages))
+        return
     for key, value in messages.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
@@ -40,7 +43,7 @@ def http_error(error: HTTPException):
     if "messages" in data:
         # webargs keys its messages by location ("json", "query"...); the field names are what help.
         fields = [line for location in data["messages"].values() for line in _field_messages(location)]
-        detail = "Invalid request: " + "; ".join(fields)
+        detail = "Invalid request: " + " ".join(fields)
     elif "message" in data:
         detail = str(data["message"])
     elif error.description and error.description != type(error).description:

@@ -2,10 +2,22 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .domain import RECORDING_ID_MAX_LENGTH, Status
+from .domain import RECORDING_ID_MAX_LENGTH, CallFacts, RecordingState, Status
 from .extensions import db
 from .timeutil import utcnow
 
@@ -52,6 +64,8 @@ class Recording(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Numbers AT is told to dial (and record) when a call of this recording comes in.
+    dial: Mapped[list[str] | None] = mapped_column(JSON)
 
     __table_args__ = (
         CheckConstraint(_in("status", Status), name="status"),
@@ -63,3 +77,67 @@ class Recording(db.Model):
 
     def __repr__(self) -> str:
         return f"<Recording {self.recording_id} {self.status}>"
+
+    @property
+    def state(self) -> RecordingState:
+        return RecordingState(
+            Status(self.status), self.duration, self.recording_url, self.failure_reason, self.processed_at
+        )
+
+    @state.setter
+    def state(self, state: RecordingState) -> None:
+        self.status = state.status.value
+        self.duration = state.duration
+        self.recording_url = state.recording_url
+        self.failure_reason = state.failure_reason
+        self.processed_at = state.processed_at
+
+
+class CallSession(db.Model):
+    """One Africa's Talking call (``sessionId``) of a recording, and what its callbacks said."""
+
+    __tablename__ = "voice_call_sessions"
+
+    pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(RECORDING_ID_MAX_LENGTH), unique=True)
+    recording_pk: Mapped[int] = mapped_column(ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True)
+    heard: Mapped[bool] = mapped_column(Boolean, default=False)
+    ended: Mapped[bool] = mapped_column(Boolean, default=False)
+    ended_well: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration: Mapped[int | None] = mapped_column(Integer)
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def facts(self) -> CallFacts:
+        return CallFacts(
+            self.heard, self.ended, self.ended_well, self.duration, self.recording_url, self.failure_reason
+        )
+
+    @facts.setter
+    def facts(self, facts: CallFacts) -> None:
+        self.heard = facts.heard
+        self.ended = facts.ended
+        self.ended_well = facts.ended_well
+        self.duration = facts.duration
+        self.recording_url = facts.recording_url
+        self.failure_reason = facts.failure_reason
+
+
+class StoredCallback(db.Model):
+    """Every callback AT posted and the service accepted, as it came: the record replay rebuilds from."""
+
+    __tablename__ = "voice_callbacks"
+
+    pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(RECORDING_ID_MAX_LENGTH))
+    recording_pk: Mapped[int] = mapped_column(ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True)
+    fields: Mapped[dict[str, str]] = mapped_column(JSON)
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the fields: equal for exact duplicates
+    duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_voice_callbacks_session_id_digest", "session_id", "digest"),)

@@ -1,15 +1,17 @@
 """Reading and writing recordings: the one place views and CLI commands get them from."""
 
-import random
 import itertools
+import random
+import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from .database import bulk_insert_ignoring_conflicts
+from .database import WRITE_TRANSACTION, bulk_insert_ignoring_conflicts, insert_ignoring_conflicts
 from .domain import Status, is_valid_recording_id
 from .extensions import db
-from .models import Recording
+from .models import CallSession, Recording
+from .timeutil import utcnow
 
 
 def find_recording(recording_id: str) -> Recording | None:
@@ -17,6 +19,65 @@ def find_recording(recording_id: str) -> Recording | None:
     if not is_valid_recording_id(recording_id):
         return None
     return db.session.execute(select(Recording).filter_by(recording_id=recording_id)).scalar_one_or_none()
+
+
+class SessionConflict(Exception):
+    """Sessions asked for are bound to another recording already."""
+
+    def __init__(self, session_ids: list[str]):
+        super().__init__(f"already bound to another recording: {', '.join(session_ids)}")
+        self.session_ids = session_ids
+
+
+def new_recording_id() -> str:
+    return f"conf_{uuid.uuid4().hex}"
+
+
+def lock_recording(**where) -> Recording:
+    """Return the recording matching ``where``, its row locked until commit (PostgreSQL; SQLite
+    transactions that write are serialised by BEGIN IMMEDIATE)."""
+    query = select(Recording).filter_by(**where).with_for_update().execution_options(populate_existing=True)
+    return db.session.execute(query).scalar_one()
+
+
+def create_or_lock_recording(recording_id: str, now: datetime, dial: list[str] | None = None) -> tuple[Recording, bool]:
+    """Return the recording ``recording_id``, created in status ``recording`` if new, row locked,
+    and whether it was created. Two requests creating the same id at once get the same row."""
+    row = {"recording_id": recording_id, "status": Status.RECORDING.value, "created_at": now, "updated_at": now, "dial": dial}
+    created = insert_ignoring_conflicts(db.session, Recording.__table__, [row], unique=["recording_id"]) == 1
+    return lock_recording(recording_id=recording_id), created
+
+
+def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -> list[str]:
+    """Bind AT ``session_ids`` to ``recording``; return those bound to another recording already."""
+    if not session_ids:
+        return []
+    rows = [{"session_id": sid, "recording_pk": recording.pk, "created_at": now, "updated_at": now} for sid in session_ids]
+    insert_ignoring_conflicts(db.session, CallSession.__table__, rows, unique=["session_id"])
+    bound = db.session.execute(
+        select(CallSession.session_id, CallSession.recording_pk).where(CallSession.session_id.in_(session_ids))
+    )
+    return sorted(sid for sid, recording_pk in bound if recording_pk != recording.pk)
+
+
+def register_recording(
+    recording_id: str | None, session_ids: list[str], dial: list[str] | None
+) -> tuple[Recording, bool]:
+    """Create the recording (or find it, adding sessions) and commit; return it and whether it is new.
+
+    Raises ``SessionConflict``, changing nothing, when a session belongs to another recording.
+    """
+    now = utcnow()
+    db.session.connection(execution_options=WRITE_TRANSACTION)
+    recording, created = create_or_lock_recording(recording_id or new_recording_id(), now, dial)
+    if dial is not None:
+        recording.dial = dial
+    conflicts = bind_sessions(recording, list(dict.fromkeys(session_ids)), now)
+    if conflicts:
+        db.session.rollback()
+        raise SessionConflict(conflicts)
+    db.session.commit()
+    return recording, created
 
 
 def list_recordings(status: Status | None = None, limit: int = 20) -> list[Recording]:
@@ -52,9 +113,9 @@ def demo_row(number: int, now: float, rng: random.Random) -> dict:
     duration = rng.randrange(30, 3600)
     # A minute apart going back from two hours ago, so that even the newest has had time to end.
     created = now - 7200 - 60 * number - rng.randrange(60)
-    ended = status is Status.COMPLETED or status is Status.FAILED
-    processed_at = datetime.fromtimestamp(created + duration + rng.randrange(2, 30), UTC) if ended else None
+    ended_at = datetime.fromtimestamp(created + duration + rng.randrange(2, 30), UTC)
     created_at = datetime.fromtimestamp(created, UTC)
+    processed_at = ended_at if status is Status.COMPLETED else None
     return {
         "recording_id": f"conf_{number:010d}",
         "status": status.value,
@@ -66,7 +127,7 @@ def demo_row(number: int, now: float, rng: random.Random) -> dict:
         ),
         "failure_reason": _DEMO_FAILURES[rng.randrange(5)] if status is Status.FAILED else None,
         "created_at": created_at,
-        "updated_at": processed_at or created_at,
+        "updated_at": created_at if status is Status.RECORDING else ended_at,
         "processed_at": processed_at,
     }
 

@@ -2,7 +2,7 @@
 
 import marshmallow as ma
 
-from .domain import Status
+from .domain import RECORDING_ID_MAX_LENGTH, Callback, Status, is_valid_recording_id
 from .timeutil import format_timestamp
 
 
@@ -30,3 +30,76 @@ class RecordingSchema(ma.Schema):
 
 
 recording_schema = RecordingSchema()
+
+
+def _recording_id(value: str) -> None:
+    if not is_valid_recording_id(value):
+        raise ma.ValidationError(
+            f"Must be 1 to {RECORDING_ID_MAX_LENGTH} characters: letters, digits and _ . : - (not first)."
+        )
+
+
+def _http_url_or_empty(value: str) -> None:
+    # AT sends an empty recordingUrl when nothing was recorded; anything else must be a web address.
+    if value:
+        ma.validate.URL(schemes={"http", "https"}, require_tld=False)(value)
+
+
+PHONE_NUMBER = ma.validate.Regexp(r"\+[1-9][0-9]{6,14}\Z", error="Must be an E.164 number such as +254711082111.")
+
+
+class RegistrationSchema(ma.Schema):
+    """Register a recording and the Africa's Talking calls (sessions) that make it up."""
+
+    recording_id = ma.fields.String(validate=_recording_id, metadata={"example": "conf_1234567890"})
+    session_ids = ma.fields.List(
+        ma.fields.String(validate=_recording_id),
+        load_default=list,
+        validate=ma.validate.Length(max=50),
+        metadata={"description": "AT sessionIds of the conference's calls", "example": ["ATVId_5f1c2e9a"]},
+    )
+    dial = ma.fields.List(
+        ma.fields.String(validate=PHONE_NUMBER),
+        validate=ma.validate.Length(min=1, max=20),
+        metadata={"description": "Numbers AT dials, recording, when a call of this recording comes in"},
+    )
+
+
+class CallbackSchema(ma.Schema):
+    """The fields of an Africa's Talking voice callback that decide a recording's status.
+
+    AT posts a form; every value is a string. Fields not named here are stored with the callback,
+    not rejected.
+    """
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    session_id = ma.fields.String(data_key="sessionId", required=True, validate=_recording_id)
+    active = ma.fields.Boolean(
+        data_key="isActive", required=True, truthy={"1"}, falsy={"0"}, error_messages={"invalid": "Must be 0 or 1."}
+    )
+    status = ma.fields.String(load_default=None)
+    hangup_cause = ma.fields.String(data_key="hangupCause", load_default=None)
+    duration = ma.fields.Integer(data_key="durationInSeconds", load_default=None, validate=ma.validate.Range(min=0))
+    dial_duration = ma.fields.Integer(
+        data_key="dialDurationInSeconds", load_default=None, validate=ma.validate.Range(min=0)
+    )
+    recording_url = ma.fields.String(data_key="recordingUrl", load_default=None, validate=_http_url_or_empty)
+
+    @ma.pre_load
+    def blank_numbers_are_absent(self, data, **kwargs):
+        # An empty duration says "not known", like a missing one; refusing it would drop the callback.
+        return {key: value for key, value in data.items() if not (key.endswith("InSeconds") and value == "")}
+
+    @ma.post_load
+    def make_callback(self, data, **kwargs) -> Callback:
+        return Callback(
+            session_id=data["session_id"],
+            active=data["active"],
+            status=data["status"] or None,
+            hangup_cause=data["hangup_cause"] or None,
+            # The bridged leg is what Dial recorded; the whole call includes ringing.
+            duration=data["dial_duration"] if data["dial_duration"] is not None else data["duration"],
+            recording_url=data["recording_url"] or None,
+        )

@@ -1,0 +1,101 @@
+"""The ``callbacks`` blueprint: the URL Africa's Talking posts voice callbacks to.
+
+AT cannot sign its requests, so the URL carries a secret (``?token=``) and, optionally, only some
+networks may post. A callback that gets a 2xx is stored and applied; one that cannot be is refused
+with an error, never acknowledged.
+"""
+
+import hmac
+import ipaddress
+import logging
+from functools import lru_cache
+from xml.etree.ElementTree import Element, SubElement, tostring
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint, abort
+from sqlalchemy.exc import SQLAlchemyError
+
+from .domain import Callback
+from .errors import ErrorSchema
+from .lifecycle import ingest_callback
+from .schemas import CallbackSchema
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint(
+    "callbacks", __name__, url_prefix="/api/v1/voice", description="Africa's Talking voice callbacks"
+)
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@lru_cache(maxsize=8)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def _allowed(address: str | None, cidrs: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in network for network in _networks(tuple(cidrs)))
+
+
+@blp.before_request
+def guard():
+    """Refuse, before reading the body, what does not come from AT or is not a callback."""
+    config = current_app.config
+    token = config["VOICE_CALLBACK_TOKEN"]
+    if token and not hmac.compare_digest(request.args.get("token", "").encode(), token.encode()):
+        abort(403, message="Invalid or missing callback token")
+    networks = config["VOICE_CALLBACK_ALLOWED_NETWORKS"]
+    if networks and not _allowed(request.remote_addr, networks):
+        abort(403, message="Callbacks are not accepted from this address")
+    if request.mimetype != FORM:
+        abort(400, message=f"A callback must be a form ({FORM}), not {request.mimetype or 'empty'}")
+    repeated = [key for key, values in request.form.lists() if len(values) > 1]
+    if repeated:
+        abort(400, message=f"Invalid request: {', '.join(repeated)}: given more than once")
+
+
+@blp.after_request
+def log_refusal(response: Response) -> Response:
+    if response.status_code >= 400:
+        detail = (response.get_json(silent=True) or {}).get("detail")
+        log.warning("callback refused: %s %s (from %s)", response.status_code, detail, request.remote_addr)
+    return response
+
+
+@blp.route("/callback", methods=["POST"])
+@blp.arguments(CallbackSchema, location="form", error_status_code=400)
+@blp.response(200, description="To a live call (isActive=1): AT XML actions; to the final request: empty")
+@blp.alt_response(400, schema=ErrorSchema, description="Not a valid callback; nothing stored")
+@blp.alt_response(403, schema=ErrorSchema, description="Wrong token or address; nothing stored")
+@blp.alt_response(413, schema=ErrorSchema, description="Body too large; nothing stored")
+@blp.alt_response(500, schema=ErrorSchema, description="Could not be stored; nothing acknowledged")
+def receive_callback(callback: Callback):
+    """Take a voice callback from Africa's Talking."""
+    try:
+        taken = ingest_callback(request.form.to_dict(), callback, request.remote_addr)
+    except SQLAlchemyError:
+        log.exception("storing callback of session %s failed", callback.session_id)
+        abort(500, message="Failed to store callback")
+    log.info(
+        "callback session=%s recording=%s active=%s duplicate=%s status=%s",
+        callback.session_id, taken.recording_id, callback.active, taken.duplicate, taken.status.value,
+    )
+    if not callback.active:
+        return Response(status=200, mimetype="text/plain")
+    numbers = [] if taken.call_ended else taken.dial or current_app.config["VOICE_DIAL_NUMBERS"]
+    if not numbers and not taken.call_ended:
+        log.warning("no numbers to dial for recording %s: set VOICE_DIAL_NUMBERS", taken.recording_id)
+    return Response(actions_xml(numbers), mimetype="application/xml")
+
+
+def actions_xml(dial: list[str]) -> str:
+    """Return AT's XML answer: dial ``dial`` and record the call, or no action when empty."""
+    root = Element("Response")
+    if dial:
+        SubElement(root, "Dial", record="true", phoneNumbers=",".join(dial))
+    return '<?xml version="1.0" encoding="UTF-8"?>' + tostring(root, encoding="unicode")

@@ -1,0 +1,166 @@
+"""Callbacks applied to recordings: live, replayed from storage, and the sweep of stuck recordings.
+
+Live ingestion and replay fold the same rules (``domain.advance``) over the same callbacks in the
+same order with the same clock (each callback's ``received_at``), so a replay ends where live ended.
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from .database import WRITE_TRANSACTION
+from .domain import URL_TIMEOUT, CallFacts, Callback, RecordingState, Status, advance, time_out
+from .extensions import db
+from .models import CallSession, Recording, StoredCallback
+from .recordings import bind_sessions, create_or_lock_recording, lock_recording
+from .schemas import CallbackSchema
+from .timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+callback_schema = CallbackSchema()
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What taking one callback did."""
+
+    recording_id: str
+    status: Status
+    duplicate: bool
+    call_ended: bool
+    dial: list[str] | None
+
+
+def fields_digest(fields: Mapping[str, str]) -> str:
+    """Return the SHA-256 of a callback's fields: the same for exact duplicates, whatever the order."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def ingest_callback(fields: Mapping[str, str], callback: Callback, remote_addr: str | None = None) -> Ingested:
+    """Store ``fields`` and apply ``callback`` to its recording, in one transaction, and commit.
+
+    An exact duplicate of a callback already taken for the session is stored, marked, and changes
+    nothing. A session never seen before gets a recording of its own, named after the session.
+    """
+    now = utcnow()
+    db.session.connection(execution_options=WRITE_TRANSACTION)
+    recording = _recording_for_session(callback.session_id, now)
+    calls = {call.session_id: call for call in _calls_of(recording)}
+    call = calls[callback.session_id]
+    digest = fields_digest(fields)
+    duplicate = _seen(callback.session_id, digest)
+    db.session.add(
+        StoredCallback(
+            session_id=callback.session_id,
+            recording_pk=recording.pk,
+            fields=dict(fields),
+            digest=digest,
+            duplicate=duplicate,
+            remote_addr=remote_addr,
+            received_at=now,
+        )
+    )
+    if not duplicate:
+        call.facts = call.facts.learn(callback)
+        recording.state = advance(recording.state, [c.facts for c in calls.values()], now)
+    db.session.commit()
+    return Ingested(recording.recording_id, Status(recording.status), duplicate, call.ended, recording.dial)
+
+
+def _recording_for_session(session_id: str, now: datetime) -> Recording:
+    recording_pk = db.session.execute(
+        select(CallSession.recording_pk).filter_by(session_id=session_id)
+    ).scalar_one_or_none()
+    if recording_pk is not None:
+        return lock_recording(pk=recording_pk)
+    recording, _ = create_or_lock_recording(session_id, now)
+    if bind_sessions(recording, [session_id], now):
+        # A registration bound the session to its recording in the meantime: that one it is.
+        return _recording_for_session(session_id, now)
+    return recording
+
+
+def _calls_of(recording: Recording) -> list[CallSession]:
+    return list(db.session.execute(select(CallSession).filter_by(recording_pk=recording.pk)).scalars())
+
+
+def _seen(session_id: str, digest: str) -> bool:
+    query = select(StoredCallback.pk).filter_by(session_id=session_id, digest=digest).limit(1)
+    return db.session.execute(query).first() is not None
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    recordings: int  # rebuilt
+    changed: list[str]  # recording ids whose state or call facts differ from before
+
+
+def replay(batch_size: int = 500) -> ReplayReport:
+    """Rebuild every recording that has callbacks, and its calls, from the stored callbacks alone.
+
+    Recordings without callbacks (registered and not yet called, or seeded) are left as they are.
+    A sweep's verdict (``recording_url_timeout``) stands if the callbacks still leave the recording
+    waiting for its URL.
+    """
+    pks = list(db.session.execute(select(StoredCallback.recording_pk).distinct().order_by(StoredCallback.recording_pk)).scalars())
+    db.session.rollback()
+    changed: list[str] = []
+    for start in range(0, len(pks), batch_size):
+        db.session.connection(execution_options=WRITE_TRANSACTION)
+        for pk in pks[start : start + batch_size]:
+            recording = lock_recording(pk=pk)
+            if _rebuild(recording):
+                changed.append(recording.recording_id)
+        db.session.commit()
+    return ReplayReport(len(pks), changed)
+
+
+def _rebuild(recording: Recording) -> bool:
+    calls = {call.session_id: call for call in _calls_of(recording)}
+    facts = {session_id: CallFacts() for session_id in calls}
+    state = RecordingState()
+    seen: set[tuple[str, str]] = set()
+    stored = select(StoredCallback).filter_by(recording_pk=recording.pk).order_by(StoredCallback.pk)
+    for callback in db.session.execute(stored).scalars():
+        key = (callback.session_id, callback.digest)
+        callback.duplicate = key in seen
+        seen.add(key)
+        if not callback.duplicate:
+            parsed = callback_schema.load(callback.fields)
+            facts[parsed.session_id] = facts[parsed.session_id].learn(parsed)
+            state = advance(state, facts.values(), callback.received_at)
+    if recording.failure_reason == URL_TIMEOUT:
+        state = time_out(state)
+    was = (recording.state, {session_id: call.facts for session_id, call in calls.items()})
+    recording.state = state
+    for session_id, call in calls.items():
+        call.facts = facts[session_id]
+    return was != (state, facts)
+
+
+def sweep(older_than: timedelta) -> list[str]:
+    """Fail recordings left in ``processing`` (call over, no URL) for longer than ``older_than``.
+
+    Returns their ids. A URL arriving later still completes them.
+    """
+    cutoff = utcnow() - older_than
+    db.session.connection(execution_options=WRITE_TRANSACTION)
+    stuck = (
+        select(Recording)
+        .where(Recording.status == Status.PROCESSING.value, Recording.updated_at < cutoff)
+        .with_for_update(skip_locked=True)
+    )
+    swept = []
+    for recording in db.session.execute(stuck).scalars():
+        recording.state = time_out(recording.state)
+        swept.append(recording.recording_id)
+    db.session.commit()
+    for recording_id in swept:
+        log.warning("recording %s failed: no recording URL within %s", recording_id, older_than)
+    return swept
