@@ -54,6 +54,9 @@ def guard():
         abort(403, message="Callbacks are not accepted from this address")
     if request.mimetype != FORM:
         abort(400, message=f"A callback must be a form ({FORM}), not {request.mimetype or 'empty'}")
+    # Werkzeug caps the parts of multipart bodies only; AT's url-encoded ones are counted here.
+    if len(request.form) > config["MAX_FORM_PARTS"]:
+        abort(413, message=f"A callback has at most {config['MAX_FORM_PARTS']} fields")
     repeated = [key for key, values in request.form.lists() if len(values) > 1]
     if repeated:
         abort(400, message=f"Invalid request: {', '.join(repeated)}: given more than once")

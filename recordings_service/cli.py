@@ -1,14 +1,19 @@
 """``flask recordings ...``: commands for operators and local development."""
 
 import json
+import re
 import time
+from datetime import timedelta
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from .domain import Status
+from .lifecycle import replay, sweep
 from .recordings import find_recording, list_recordings, seed_demo
 from .schemas import recording_schema
+from .simulation import OUTCOMES, simulate_call
 
 recordings_cli = AppGroup("recordings", help="Inspect and manage voice recordings.")
 
@@ -46,3 +51,62 @@ def seed_demo_command(count: int) -> None:
     started = time.perf_counter()
     added = seed_demo(count)
     click.echo(f"added {added} recordings in {time.perf_counter() - started:.1f}s")
+
+
+@recordings_cli.command("replay")
+def replay_command() -> None:
+    """Rebuild every call session and recording from the stored callbacks.
+
+    Ends in the state live processing reached; prints the recordings that differed, if any.
+    """
+    report = replay()
+    click.echo(f"replayed {report.recordings} recordings: {len(report.changed)} changed")
+    for recording_id in report.changed:
+        click.echo(f"changed: {recording_id}")
+
+
+class Duration(click.ParamType):
+    """A span of time such as 90s, 30m, 2h or 1d."""
+
+    name = "duration"
+    _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+    def convert(self, value, param, ctx) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        match = re.fullmatch(r"(\d+)([smhd])", value.strip())
+        if not match:
+            self.fail(f"{value!r} is not a duration such as 90s, 30m, 2h or 1d", param, ctx)
+        return timedelta(**{self._UNITS[match[2]]: int(match[1])})
+
+
+@recordings_cli.command("sweep")
+@click.option("--older-than", type=Duration(), default="30m", show_default=True)
+def sweep_command(older_than: timedelta) -> None:
+    """Fail recordings stuck in processing (call over, no URL) for longer than --older-than.
+
+    Their failure_reason is recording_url_timeout; a URL arriving later still completes them.
+    Meant for cron, e.g. every 5 minutes.
+    """
+    swept = sweep(older_than)
+    click.echo(f"failed {len(swept)} recordings stuck in processing")
+    for recording_id in swept:
+        click.echo(f"failed: {recording_id}")
+
+
+@recordings_cli.command("simulate-call")
+@click.argument("recording_id")
+@click.option("--url", "base_url", default="http://localhost:8000", show_default=True, help="The running service.")
+@click.option("--outcome", type=click.Choice(list(OUTCOMES)), default="recorded", show_default=True)
+@click.option("--token", help="The callback token (default: VOICE_CALLBACK_TOKEN).")
+def simulate_call_command(recording_id: str, base_url: str, outcome: str, token: str | None) -> None:
+    """Post a realistic Africa's Talking call for RECORDING_ID to a running service.
+
+    Registers the recording with a new AT session, posts the call's callbacks as AT would, and
+    prints each answer and the recording at the end.
+    """
+    try:
+        for line in simulate_call(base_url, recording_id, outcome, token or current_app.config["VOICE_CALLBACK_TOKEN"]):
+            click.echo(line)
+    except (OSError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from error

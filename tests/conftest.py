@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from config import database_url
 from recordings_service import create_app
 from recordings_service.extensions import db
-from tests.support import config_for
+from tests.support import config_for, empty_tables
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -61,16 +61,6 @@ def database(request, tmp_path_factory):
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)')
         admin.dispose()
-
-
-def empty_tables() -> None:
-    tables = [table.name for table in reversed(db.metadata.sorted_tables)]
-    if db.engine.dialect.name == "postgresql":
-        db.session.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-    else:
-        for table in tables:
-            db.session.execute(sa.text(f"DELETE FROM {table}"))
-    db.session.commit()
 
 
 @pytest.fixture

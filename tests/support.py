@@ -1,8 +1,33 @@
 """Helpers the tests share."""
 
+import json
+from pathlib import Path
+
+import sqlalchemy as sa
+
 from config import TestingConfig
+from recordings_service.extensions import db
 
 
 def config_for(url: str, **settings) -> type[TestingConfig]:
     """Return a TestingConfig subclass using the database at ``url``, with ``settings`` on top."""
     return type("TestConfig", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": url, **settings})
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "africastalking"
+
+
+def fixture_call(name: str) -> list[dict[str, str]]:
+    """The form posts of one recorded AT call (tests/fixtures/africastalking/NAME.jsonl), in order."""
+    return [json.loads(line) for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+
+
+def empty_tables() -> None:
+    """Delete every row of every table (in an app context): a fresh database, schema kept."""
+    tables = [table.name for table in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            db.session.execute(sa.text(f"DELETE FROM {table}"))
+    db.session.commit()

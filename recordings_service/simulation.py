@@ -1,0 +1,97 @@
+"""Realistic Africa's Talking call sequences, shaped like shared/fixtures/africastalking, and a client
+that posts them to a running service: for local development (``flask recordings simulate-call``)."""
+
+import json
+import random
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from .domain import Status
+
+# What each kind of call ends as: (status, failure_reason).
+OUTCOMES = {
+    "recorded": (Status.COMPLETED, None),
+    "no-url": (Status.PROCESSING, None),
+    "unanswered": (Status.FAILED, "SUBSCRIBER_ABSENT"),
+    "busy": (Status.FAILED, "USER_BUSY"),
+}
+
+
+def new_session_id(rng: random.Random | None = None) -> str:
+    return f"ATVId_{(rng or random.SystemRandom()).getrandbits(128):032x}"
+
+
+def call_sequence(session_id: str, outcome: str = "recorded", rng: random.Random | None = None) -> list[dict[str, str]]:
+    """Return the form posts AT makes for one call of ``outcome``, in the order it sends them."""
+    rng = rng or random.Random()
+    started = datetime.now(UTC).strftime("%Y-%m-%d+%H:%M:%S")
+    common = {
+        "sessionId": session_id,
+        "direction": "Inbound",
+        "callerNumber": "+254711082111",
+        "destinationNumber": "+254203893400",
+        "callerCountryCode": "254",
+        "callerCarrierName": "Safaricom",
+        "callStartTime": started,
+    }
+    ringing = {"isActive": "1", **common, "callSessionState": "Ringing"}
+    final = {"isActive": "0", **common, "currencyCode": "KES"}
+    if outcome in ("recorded", "no-url"):
+        duration = rng.randrange(20, 3600)
+        final |= {
+            "callSessionState": "Completed",
+            "status": "Success",
+            "hangupCause": "NORMAL_CLEARING",
+            "durationInSeconds": str(duration + 4),
+            "dialDestinationNumber": "+254722000111",
+            "dialDurationInSeconds": str(duration),
+            "amount": f"{duration * 0.0133:.4f}",
+        }
+        if outcome == "recorded":
+            final["recordingUrl"] = f"https://voice.africastalking.com/recording/{rng.getrandbits(48):012x}"
+        return [ringing, {"isActive": "1", **common, "callSessionState": "Answered"}, final]
+    cause, status = {"unanswered": ("SUBSCRIBER_ABSENT", "NotAnswered"), "busy": ("USER_BUSY", "Failed")}[outcome]
+    ringing["callStartTime"] = final["callStartTime"] = "None"
+    final |= {
+        "callSessionState": "NotAnswered",
+        "status": status,
+        "hangupCause": cause,
+        "durationInSeconds": "0",
+        "amount": "0",
+        "recordingUrl": "",
+    }
+    return [ringing, final]
+
+
+def _post(url: str, body: bytes, content_type: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def simulate_call(base_url: str, recording_id: str, outcome: str, token: str | None) -> Iterator[str]:
+    """Register ``recording_id`` with a new session at ``base_url``, post the call's callbacks to it,
+    and yield a line for each exchange, ending with the recording as the service then shows it."""
+    base_url = base_url.rstrip("/")
+    session_id = new_session_id()
+    body = json.dumps({"recording_id": recording_id, "session_ids": [session_id]}).encode()
+    status, text = _post(f"{base_url}/api/v1/voice/recordings", body, "application/json")
+    yield f"register {recording_id} with session {session_id}: {status}"
+    if status >= 300:
+        raise RuntimeError(f"registration refused: {text}")
+    callback_url = f"{base_url}/api/v1/voice/callback" + (f"?{urllib.parse.urlencode({'token': token})}" if token else "")
+    for fields in call_sequence(session_id, outcome):
+        form = urllib.parse.urlencode(fields).encode()
+        status, text = _post(callback_url, form, "application/x-www-form-urlencoded")
+        state = fields.get("callSessionState")
+        yield f"callback isActive={fields['isActive']} {state}: {status} {text}".rstrip()
+        if status >= 300:
+            raise RuntimeError(f"callback refused: {text}")
+    with urllib.request.urlopen(f"{base_url}/api/v1/voice/recordings/{recording_id}", timeout=30) as response:
+        yield response.read().decode().strip()
