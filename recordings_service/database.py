@@ -47,7 +47,9 @@ def insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict], 
     then skips the row, instead of failing on the unique constraint. Returns how many rows were new.
     """
     insert = _DIALECT_INSERTS[session.get_bind().dialect.name]
-    return session.execute(insert(table).on_conflict_do_nothing(index_elements=unique), rows).rowcount
+    # Counted with RETURNING: psycopg reports no rowcount for these inserts.
+    statement = insert(table).on_conflict_do_nothing(index_elements=unique).returning(table.c[unique[0]])
+    return len(session.execute(statement, rows).all())
 
 
 def bulk_insert_ignoring_conflicts(session: Session, table: Table, rows: Iterable[dict], unique: str) -> None:

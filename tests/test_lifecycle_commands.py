@@ -1,0 +1,110 @@
+"""flask recordings replay / sweep / simulate-call."""
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from recordings_service.extensions import db
+from recordings_service.models import CallSession, Recording
+from tests.servers import gunicorn
+from tests.support import fixture_call
+
+CALLBACK = "/api/v1/voice/callback"
+
+
+def status_of(client, recording_id: str) -> dict:
+    return client.get(f"/api/v1/voice/recordings/{recording_id}").json
+
+
+def post_calls(client, *names: str) -> None:
+    for name in names:
+        for fields in fixture_call(name):
+            assert client.post(CALLBACK, data=fields).status_code == 200
+
+
+def test_replay_of_a_consistent_database_changes_nothing(client, runner):
+    post_calls(client, "recorded-call", "unanswered-call", "ended-without-recording-url")
+    runner.invoke(args=["recordings", "seed-demo", "--count", "5"])  # recordings without callbacks
+    called = [fixture_call(name)[0]["sessionId"] for name in ("recorded-call", "unanswered-call", "ended-without-recording-url")]
+    before = {rid: status_of(client, rid) for rid in ["conf_0000000001", *called]}
+
+    result = runner.invoke(args=["recordings", "replay"])
+
+    assert result.exit_code == 0, result.output
+    assert "replayed 3 recordings: 0 changed" in result.output
+    assert {rid: status_of(client, rid) for rid in before} == before
+
+
+def test_replay_rebuilds_recordings_and_sessions_from_the_stored_callbacks(app, client, runner):
+    post_calls(client, "recorded-call")
+    recording_id = fixture_call("recorded-call")[0]["sessionId"]
+    before = status_of(client, recording_id)
+    with app.app_context():  # lose everything the callbacks taught, as a bad deploy might
+        db.session.execute(sa.update(Recording).values(status="recording", duration=None, recording_url=None, processed_at=None))
+        db.session.execute(sa.update(CallSession).values(heard=False, ended=False, recording_url=None))
+        db.session.commit()
+
+    result = runner.invoke(args=["recordings", "replay"])
+
+    assert f"changed: {recording_id}" in result.output
+    assert status_of(client, recording_id) == before  # processed_at too: the callback's own time
+
+
+def test_sweep_fails_recordings_stuck_without_a_url_and_a_late_url_still_completes_them(app, client, runner):
+    post_calls(client, "ended-without-recording-url", "recorded-call")
+    stuck = fixture_call("ended-without-recording-url")[0]["sessionId"]
+    with app.app_context():  # it has waited 31 minutes for its URL
+        recording = db.session.execute(sa.select(Recording).filter_by(recording_id=stuck)).scalar_one()
+        recording.updated_at -= timedelta(minutes=31)
+        db.session.commit()
+
+    result = runner.invoke(args=["recordings", "sweep", "--older-than", "30m"])
+
+    assert result.exit_code == 0, result.output
+    assert f"failed: {stuck}" in result.output and "failed 1 recordings" in result.output
+    assert (status_of(client, stuck)["status"], status_of(client, stuck)["failure_reason"]) == ("failed", "recording_url_timeout")
+    # Replay keeps the sweep's verdict: the callbacks alone still leave the URL missing.
+    assert "0 changed" in runner.invoke(args=["recordings", "replay"]).output
+    late = {**fixture_call("ended-without-recording-url")[-1], "recordingUrl": "https://voice.africastalking.com/recording/late"}
+    client.post(CALLBACK, data=late)
+    assert status_of(client, stuck)["status"] == "completed"
+
+
+def test_sweep_leaves_recent_recordings_alone(client, runner):
+    post_calls(client, "ended-without-recording-url")
+
+    assert "failed 0 recordings" in runner.invoke(args=["recordings", "sweep", "--older-than", "30m"]).output
+
+
+@pytest.mark.parametrize("value", ["30", "thirty minutes", "-5m", "5w"])
+def test_sweep_rejects_a_duration_it_cannot_read(runner, value):
+    result = runner.invoke(args=["recordings", "sweep", "--older-than", value])
+
+    assert result.exit_code == 2 and "is not a duration" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("outcome", "status", "reason"),
+    [("recorded", "completed", None), ("no-url", "processing", None), ("unanswered", "failed", "SUBSCRIBER_ABSENT")],
+)
+def test_simulate_call_drives_a_running_service(database, runner, outcome, status, reason):
+    with gunicorn(database, VOICE_CALLBACK_TOKEN="tok-123", VOICE_DIAL_NUMBERS="+254722000111") as base:
+        result = runner.invoke(
+            args=["recordings", "simulate-call", "conf_sim", "--url", base, "--outcome", outcome, "--token", "tok-123"]
+        )
+
+    assert result.exit_code == 0, result.output
+    assert "register conf_sim with session ATVId_" in result.output
+    assert 'phoneNumbers="+254722000111"' in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert f'"status":"{status}"' in last and (reason is None or reason in last)
+
+
+def test_simulate_call_without_the_token_says_what_went_wrong(database, runner):
+    with gunicorn(database, VOICE_CALLBACK_TOKEN="tok-123") as base:
+        result = runner.invoke(args=["recordings", "simulate-call", "conf_sim", "--url", base])
+
+    assert result.exit_code == 1
+    assert "Invalid or missing callback token" in result.output
