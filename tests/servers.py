@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -41,13 +42,16 @@ def gunicorn(database_url: str, workers: int = 2, **env):
         **env,
     }
     command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
-    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the workers.
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {process.stdout.read().decode()}")
+                log.seek(0)
+                raise RuntimeError(f"gunicorn exited: {log.read().decode()}")
             try:
                 http("GET", base + "/healthz", timeout=1)
                 break
@@ -63,4 +67,4 @@ def gunicorn(database_url: str, workers: int = 2, **env):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        process.stdout.close()
+        log.close()
