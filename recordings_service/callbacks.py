@@ -86,7 +86,11 @@ def receive_callback(callback: Callback):
         abort(500, message="Failed to store callback")
     log.info(
         "callback session=%s recording=%s active=%s duplicate=%s status=%s",
-        callback.session_id, taken.recording_id, callback.active, taken.duplicate, taken.status.value,
+        callback.session_id,
+        taken.recording_id,
+        callback.active,
+        taken.duplicate,
+        taken.status.value,
     )
     if not callback.active:
         return Response(status=200, mimetype="text/plain")

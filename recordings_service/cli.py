@@ -29,7 +29,9 @@ def show(recording_id: str) -> None:
 
 
 @recordings_cli.command("list")
-@click.option("--status", type=click.Choice([s.value for s in Status]), help="Only recordings in this status.")
+@click.option(
+    "--status", type=click.Choice([s.value for s in Status]), help="Only recordings in this status."
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 def list_command(status: str | None, limit: int) -> None:
     """List recordings, newest first."""
@@ -96,7 +98,9 @@ def sweep_command(older_than: timedelta) -> None:
 
 @recordings_cli.command("simulate-call")
 @click.argument("recording_id")
-@click.option("--url", "base_url", default="http://localhost:8000", show_default=True, help="The running service.")
+@click.option(
+    "--url", "base_url", default="http://localhost:8000", show_default=True, help="The running service."
+)
 @click.option("--outcome", type=click.Choice(list(OUTCOMES)), default="recorded", show_default=True)
 @click.option("--token", help="The callback token (default: VOICE_CALLBACK_TOKEN).")
 def simulate_call_command(recording_id: str, base_url: str, outcome: str, token: str | None) -> None:
@@ -106,7 +110,9 @@ def simulate_call_command(recording_id: str, base_url: str, outcome: str, token:
     prints each answer and the recording at the end.
     """
     try:
-        for line in simulate_call(base_url, recording_id, outcome, token or current_app.config["VOICE_CALLBACK_TOKEN"]):
+        for line in simulate_call(
+            base_url, recording_id, outcome, token or current_app.config["VOICE_CALLBACK_TOKEN"]
+        ):
             click.echo(line)
     except (OSError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error

@@ -67,7 +67,9 @@ def bulk_insert_ignoring_conflicts(session: Session, table: Table, rows: Iterabl
     if session.get_bind().dialect.name == "postgresql":
         with connection.cursor() as cursor:
             # COPY cannot skip conflicts, so it fills a scratch table that one INSERT then merges.
-            cursor.execute(f"CREATE TEMP TABLE bulk_rows ON COMMIT DROP AS SELECT {names} FROM {table.name} WITH NO DATA")
+            cursor.execute(
+                f"CREATE TEMP TABLE bulk_rows ON COMMIT DROP AS SELECT {names} FROM {table.name} WITH NO DATA"
+            )
             with cursor.copy(f"COPY bulk_rows ({names}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row([row.get(name) for name in columns])

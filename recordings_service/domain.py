@@ -76,7 +76,8 @@ class CallFacts:
             ended_well=self.ended_well or well,
             duration=_max(self.duration, callback.duration),
             recording_url=self.recording_url or callback.recording_url,
-            failure_reason=self.failure_reason or (_failure_reason(callback) if ended_now and not well else None),
+            failure_reason=self.failure_reason
+            or (_failure_reason(callback) if ended_now and not well else None),
         )
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from .database import WRITE_TRANSACTION
-from .domain import URL_TIMEOUT, CallFacts, Callback, RecordingState, Status, advance, time_out
+from .domain import URL_TIMEOUT, Callback, CallFacts, RecordingState, Status, advance, time_out
 from .extensions import db
 from .models import CallSession, Recording, StoredCallback
 from .recordings import bind_sessions, create_or_lock_recording, lock_recording
@@ -42,7 +42,9 @@ def fields_digest(fields: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def ingest_callback(fields: Mapping[str, str], callback: Callback, remote_addr: str | None = None) -> Ingested:
+def ingest_callback(
+    fields: Mapping[str, str], callback: Callback, remote_addr: str | None = None
+) -> Ingested:
     """Store ``fields`` and apply ``callback`` to its recording, in one transaction, and commit.
 
     An exact duplicate of a callback already taken for the session is stored, marked, and changes
@@ -108,7 +110,11 @@ def replay(batch_size: int = 500) -> ReplayReport:
     A sweep's verdict (``recording_url_timeout``) stands if the callbacks still leave the recording
     waiting for its URL.
     """
-    pks = list(db.session.execute(select(StoredCallback.recording_pk).distinct().order_by(StoredCallback.recording_pk)).scalars())
+    pks = list(
+        db.session.execute(
+            select(StoredCallback.recording_pk).distinct().order_by(StoredCallback.recording_pk)
+        ).scalars()
+    )
     db.session.rollback()
     changed: list[str] = []
     for start in range(0, len(pks), batch_size):

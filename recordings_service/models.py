@@ -1,5 +1,6 @@
 """Database models. Every timestamp is stored and returned in UTC."""
 
+import dataclasses
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -46,6 +47,13 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _assign(row: db.Model, values) -> None:
+    """Copy the fields of the dataclass ``values`` onto the same-named columns of ``row``."""
+    for field in dataclasses.fields(values):
+        value = getattr(values, field.name)
+        setattr(row, field.name, value.value if isinstance(value, Status) else value)
+
+
 def _in(column: str, values) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
@@ -86,11 +94,7 @@ class Recording(db.Model):
 
     @state.setter
     def state(self, state: RecordingState) -> None:
-        self.status = state.status.value
-        self.duration = state.duration
-        self.recording_url = state.recording_url
-        self.failure_reason = state.failure_reason
-        self.processed_at = state.processed_at
+        _assign(self, state)
 
 
 class CallSession(db.Model):
@@ -100,7 +104,9 @@ class CallSession(db.Model):
 
     pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
     session_id: Mapped[str] = mapped_column(String(RECORDING_ID_MAX_LENGTH), unique=True)
-    recording_pk: Mapped[int] = mapped_column(ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True)
+    recording_pk: Mapped[int] = mapped_column(
+        ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True
+    )
     heard: Mapped[bool] = mapped_column(Boolean, default=False)
     ended: Mapped[bool] = mapped_column(Boolean, default=False)
     ended_well: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -118,12 +124,7 @@ class CallSession(db.Model):
 
     @facts.setter
     def facts(self, facts: CallFacts) -> None:
-        self.heard = facts.heard
-        self.ended = facts.ended
-        self.ended_well = facts.ended_well
-        self.duration = facts.duration
-        self.recording_url = facts.recording_url
-        self.failure_reason = facts.failure_reason
+        _assign(self, facts)
 
 
 class StoredCallback(db.Model):
@@ -133,7 +134,9 @@ class StoredCallback(db.Model):
 
     pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
     session_id: Mapped[str] = mapped_column(String(RECORDING_ID_MAX_LENGTH))
-    recording_pk: Mapped[int] = mapped_column(ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True)
+    recording_pk: Mapped[int] = mapped_column(
+        ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True
+    )
     fields: Mapped[dict[str, str]] = mapped_column(JSON)
     digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the fields: equal for exact duplicates
     duplicate: Mapped[bool] = mapped_column(Boolean, default=False)

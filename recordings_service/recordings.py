@@ -40,10 +40,18 @@ def lock_recording(**where) -> Recording:
     return db.session.execute(query).scalar_one()
 
 
-def create_or_lock_recording(recording_id: str, now: datetime, dial: list[str] | None = None) -> tuple[Recording, bool]:
+def create_or_lock_recording(
+    recording_id: str, now: datetime, dial: list[str] | None = None
+) -> tuple[Recording, bool]:
     """Return the recording ``recording_id``, created in status ``recording`` if new, row locked,
     and whether it was created. Two requests creating the same id at once get the same row."""
-    row = {"recording_id": recording_id, "status": Status.RECORDING.value, "created_at": now, "updated_at": now, "dial": dial}
+    row = {
+        "recording_id": recording_id,
+        "status": Status.RECORDING.value,
+        "created_at": now,
+        "updated_at": now,
+        "dial": dial,
+    }
     created = insert_ignoring_conflicts(db.session, Recording.__table__, [row], unique=["recording_id"]) == 1
     return lock_recording(recording_id=recording_id), created
 
@@ -52,10 +60,15 @@ def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -
     """Bind AT ``session_ids`` to ``recording``; return those bound to another recording already."""
     if not session_ids:
         return []
-    rows = [{"session_id": sid, "recording_pk": recording.pk, "created_at": now, "updated_at": now} for sid in session_ids]
+    rows = [
+        {"session_id": sid, "recording_pk": recording.pk, "created_at": now, "updated_at": now}
+        for sid in session_ids
+    ]
     insert_ignoring_conflicts(db.session, CallSession.__table__, rows, unique=["session_id"])
     bound = db.session.execute(
-        select(CallSession.session_id, CallSession.recording_pk).where(CallSession.session_id.in_(session_ids))
+        select(CallSession.session_id, CallSession.recording_pk).where(
+            CallSession.session_id.in_(session_ids)
+        )
     )
     return sorted(sid for sid, recording_pk in bound if recording_pk != recording.pk)
 

@@ -26,7 +26,9 @@ class RecordingSchema(ma.Schema):
     recording_url = ma.fields.String(required=True, allow_none=True)
     created_at = Timestamp(required=True, metadata={"example": "2024-01-15T10:00:00.000Z"})
     processed_at = Timestamp(required=True, allow_none=True, metadata={"example": "2024-01-15T10:05:42.000Z"})
-    failure_reason = ma.fields.String(required=True, allow_none=True, metadata={"description": "Null unless failed"})
+    failure_reason = ma.fields.String(
+        required=True, allow_none=True, metadata={"description": "Null unless failed"}
+    )
 
 
 recording_schema = RecordingSchema()
@@ -45,7 +47,9 @@ def _http_url_or_empty(value: str) -> None:
         ma.validate.URL(schemes={"http", "https"}, require_tld=False)(value)
 
 
-PHONE_NUMBER = ma.validate.Regexp(r"\+[1-9][0-9]{6,14}\Z", error="Must be an E.164 number such as +254711082111.")
+PHONE_NUMBER = ma.validate.Regexp(
+    r"\+[1-9][0-9]{6,14}\Z", error="Must be an E.164 number such as +254711082111."
+)
 
 
 class RegistrationSchema(ma.Schema):
@@ -77,11 +81,17 @@ class CallbackSchema(ma.Schema):
 
     session_id = ma.fields.String(data_key="sessionId", required=True, validate=_recording_id)
     active = ma.fields.Boolean(
-        data_key="isActive", required=True, truthy={"1"}, falsy={"0"}, error_messages={"invalid": "Must be 0 or 1."}
+        data_key="isActive",
+        required=True,
+        truthy={"1"},
+        falsy={"0"},
+        error_messages={"invalid": "Must be 0 or 1."},
     )
     status = ma.fields.String(load_default=None)
     hangup_cause = ma.fields.String(data_key="hangupCause", load_default=None)
-    duration = ma.fields.Integer(data_key="durationInSeconds", load_default=None, validate=ma.validate.Range(min=0))
+    duration = ma.fields.Integer(
+        data_key="durationInSeconds", load_default=None, validate=ma.validate.Range(min=0)
+    )
     dial_duration = ma.fields.Integer(
         data_key="dialDurationInSeconds", load_default=None, validate=ma.validate.Range(min=0)
     )

@@ -24,7 +24,9 @@ def new_session_id(rng: random.Random | None = None) -> str:
     return f"ATVId_{(rng or random.SystemRandom()).getrandbits(128):032x}"
 
 
-def call_sequence(session_id: str, outcome: str = "recorded", rng: random.Random | None = None) -> list[dict[str, str]]:
+def call_sequence(
+    session_id: str, outcome: str = "recorded", rng: random.Random | None = None
+) -> list[dict[str, str]]:
     """Return the form posts AT makes for one call of ``outcome``, in the order it sends them."""
     rng = rng or random.Random()
     started = datetime.now(UTC).strftime("%Y-%m-%d+%H:%M:%S")
@@ -53,7 +55,9 @@ def call_sequence(session_id: str, outcome: str = "recorded", rng: random.Random
         if outcome == "recorded":
             final["recordingUrl"] = f"https://voice.africastalking.com/recording/{rng.getrandbits(48):012x}"
         return [ringing, {"isActive": "1", **common, "callSessionState": "Answered"}, final]
-    cause, status = {"unanswered": ("SUBSCRIBER_ABSENT", "NotAnswered"), "busy": ("USER_BUSY", "Failed")}[outcome]
+    cause, status = {"unanswered": ("SUBSCRIBER_ABSENT", "NotAnswered"), "busy": ("USER_BUSY", "Failed")}[
+        outcome
+    ]
     ringing["callStartTime"] = final["callStartTime"] = "None"
     final |= {
         "callSessionState": "NotAnswered",
@@ -85,7 +89,9 @@ def simulate_call(base_url: str, recording_id: str, outcome: str, token: str | N
     yield f"register {recording_id} with session {session_id}: {status}"
     if status >= 300:
         raise RuntimeError(f"registration refused: {text}")
-    callback_url = f"{base_url}/api/v1/voice/callback" + (f"?{urllib.parse.urlencode({'token': token})}" if token else "")
+    callback_url = f"{base_url}/api/v1/voice/callback" + (
+        f"?{urllib.parse.urlencode({'token': token})}" if token else ""
+    )
     for fields in call_sequence(session_id, outcome):
         form = urllib.parse.urlencode(fields).encode()
         status, text = _post(callback_url, form, "application/x-www-form-urlencoded")

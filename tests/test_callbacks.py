@@ -27,7 +27,12 @@ EXPECTED = {
         "recording_url": "https://voice.africastalking.com/recording/abc123def456",
         "failure_reason": None,
     },
-    UNANSWERED_ID: {"status": "failed", "duration": None, "recording_url": None, "failure_reason": "SUBSCRIBER_ABSENT"},
+    UNANSWERED_ID: {
+        "status": "failed",
+        "duration": None,
+        "recording_url": None,
+        "failure_reason": "SUBSCRIBER_ABSENT",
+    },
     NO_URL_ID: {"status": "processing", "duration": 95, "recording_url": None, "failure_reason": None},
 }
 
@@ -72,7 +77,9 @@ def test_processing_then_completed_when_the_url_comes_later(client):
     assert client.post(CALLBACK, data=late).status_code == 200
 
     assert outcome(client, NO_URL_ID) == {
-        "status": "completed", "duration": 95, "recording_url": "https://voice.africastalking.com/recording/late1",
+        "status": "completed",
+        "duration": 95,
+        "recording_url": "https://voice.africastalking.com/recording/late1",
         "failure_reason": None,
     }
 
@@ -136,7 +143,11 @@ def test_a_retried_start_after_the_end_does_not_reopen_the_call(client):
 def test_a_live_call_is_told_to_dial_the_recordings_numbers_and_record(client):
     client.post(
         "/api/v1/voice/recordings",
-        json={"recording_id": "conf_1", "session_ids": [RECORDED_ID], "dial": ["+254722000111", "+254733000222"]},
+        json={
+            "recording_id": "conf_1",
+            "session_ids": [RECORDED_ID],
+            "dial": ["+254722000111", "+254733000222"],
+        },
     )
 
     response = client.post(CALLBACK, data=RECORDED[0])
@@ -208,7 +219,9 @@ def test_allowed_networks_are_checked_against_the_real_client(make_app, remote, 
     app = make_app(VOICE_CALLBACK_ALLOWED_NETWORKS=["196.201.214.0/24"], TRUSTED_PROXY_COUNT=proxies)
     headers = {"X-Forwarded-For": forwarded} if forwarded else {}
 
-    response = app.test_client().post(CALLBACK, data=RECORDED[0], headers=headers, environ_base={"REMOTE_ADDR": remote})
+    response = app.test_client().post(
+        CALLBACK, data=RECORDED[0], headers=headers, environ_base={"REMOTE_ADDR": remote}
+    )
 
     assert response.status_code == status
     assert len(stored(app)) == (1 if status == 200 else 0)
@@ -248,7 +261,13 @@ def test_bad_fields_are_400_naming_the_field_and_change_nothing(app, client, fie
     ("kwargs", "status"),
     [
         ({"json": RECORDED[0]}, 400),
-        ({"data": "isActive=1&sessionId=ATVId_a&sessionId=ATVId_b", "content_type": "application/x-www-form-urlencoded"}, 400),
+        (
+            {
+                "data": "isActive=1&sessionId=ATVId_a&sessionId=ATVId_b",
+                "content_type": "application/x-www-form-urlencoded",
+            },
+            400,
+        ),
         ({"data": {**RECORDED[0], "padding": "x" * 70_000}}, 413),
         ({"data": {**RECORDED[0], **{f"f{i}": "1" for i in range(300)}}}, 413),
         ({}, 400),

@@ -57,7 +57,9 @@ def test_list_is_newest_first_and_filters_by_status(runner):
     runner.invoke(args=["recordings", "seed-demo", "--count", "40"])
 
     lines = runner.invoke(args=["recordings", "list", "--limit", "5"]).output.splitlines()
-    failed = runner.invoke(args=["recordings", "list", "--status", "failed", "--limit", "100"]).output.splitlines()
+    failed = runner.invoke(
+        args=["recordings", "list", "--status", "failed", "--limit", "100"]
+    ).output.splitlines()
 
     assert [line.split()[0] for line in lines] == [f"conf_{n:010d}" for n in range(5)]
     assert failed and all(line.split()[1] == "failed" for line in failed)

@@ -27,7 +27,10 @@ def test_database_url_sends_postgres_to_psycopg(raw, expected):
     ("settings", "missing"),
     [
         ({"SQLALCHEMY_DATABASE_URI": "", "VOICE_CALLBACK_TOKEN": "s3cret"}, "DATABASE_URL"),
-        ({"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://db/rec", "VOICE_CALLBACK_TOKEN": None}, "VOICE_CALLBACK_TOKEN"),
+        (
+            {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://db/rec", "VOICE_CALLBACK_TOKEN": None},
+            "VOICE_CALLBACK_TOKEN",
+        ),
     ],
 )
 def test_production_refuses_to_start_without_what_it_needs(settings, missing):

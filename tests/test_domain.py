@@ -1,5 +1,6 @@
 """The lifecycle rules on their own: plain Python, no app, no database."""
 
+import itertools
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -10,8 +11,8 @@ from hypothesis import strategies as st
 
 from recordings_service.domain import (
     URL_TIMEOUT,
-    CallFacts,
     Callback,
+    CallFacts,
     RecordingState,
     Status,
     advance,
@@ -68,7 +69,11 @@ def test_the_shared_unanswered_call_fails_with_the_hangup_cause():
 
     state = fold(calls, {calls[0].session_id}).state
 
-    assert (state.status, state.failure_reason, state.recording_url) == (Status.FAILED, "SUBSCRIBER_ABSENT", None)
+    assert (state.status, state.failure_reason, state.recording_url) == (
+        Status.FAILED,
+        "SUBSCRIBER_ABSENT",
+        None,
+    )
 
 
 def test_a_call_that_ended_well_without_url_is_processing_until_the_url_comes():
@@ -76,7 +81,10 @@ def test_a_call_that_ended_well_without_url_is_processing_until_the_url_comes():
     recording = fold(calls, {calls[0].session_id})
     assert (recording.state.status, recording.state.duration) == (Status.PROCESSING, 95)
 
-    late = {**fixture_call("ended-without-recording-url")[-1], "recordingUrl": "https://voice.africastalking.com/recording/late"}
+    late = {
+        **fixture_call("ended-without-recording-url")[-1],
+        "recordingUrl": "https://voice.africastalking.com/recording/late",
+    }
     recording.take(parse(late), T0 + timedelta(minutes=5))
 
     assert recording.state.status is Status.COMPLETED
@@ -92,7 +100,15 @@ def test_call_session_state_on_a_live_request_does_not_end_the_call():
 
 
 def test_a_successful_call_of_zero_seconds_is_a_failure():
-    final = parse({"isActive": "0", "sessionId": "ATVId_a", "status": "Success", "hangupCause": "NORMAL_CLEARING", "durationInSeconds": "0"})
+    final = parse(
+        {
+            "isActive": "0",
+            "sessionId": "ATVId_a",
+            "status": "Success",
+            "hangupCause": "NORMAL_CLEARING",
+            "durationInSeconds": "0",
+        }
+    )
 
     state = fold([final], {"ATVId_a"}).state
 
@@ -103,7 +119,11 @@ def test_a_url_completes_a_failed_recording_but_nothing_changes_a_completed_one(
     failed = RecordingState(Status.FAILED, failure_reason="USER_BUSY")
     with_url = [CallFacts(heard=True, ended=True, duration=30, recording_url="https://x/1")]
     completed = advance(failed, with_url, T0)
-    assert (completed.status, completed.recording_url, completed.processed_at) == (Status.COMPLETED, "https://x/1", T0)
+    assert (completed.status, completed.recording_url, completed.processed_at) == (
+        Status.COMPLETED,
+        "https://x/1",
+        T0,
+    )
 
     later = [CallFacts(heard=True, ended=True, duration=99, recording_url="https://x/2")]
     assert advance(completed, later, T0 + timedelta(hours=1)) == completed
@@ -114,7 +134,10 @@ def test_status_never_moves_back():
     live_leg = [CallFacts(heard=True)]
 
     assert advance(processing, live_leg, T0) == processing
-    assert advance(RecordingState(Status.FAILED, failure_reason="NO_ANSWER"), live_leg, T0).status is Status.FAILED
+    assert (
+        advance(RecordingState(Status.FAILED, failure_reason="NO_ANSWER"), live_leg, T0).status
+        is Status.FAILED
+    )
 
 
 def test_sessions_registered_but_never_heard_from_do_not_hold_a_recording():
@@ -134,8 +157,17 @@ def test_the_sweep_fails_only_processing():
 
 @pytest.mark.parametrize(
     ("value", "valid"),
-    [("conf_1234567890", True), ("ATVId_5f1c2e9a7b3d4c60a1e2f3b4c5d6e7f8", True), ("x" * 64, True),
-     ("x" * 65, False), ("", False), ("_conf", False), ("conf/1", False), ("conf 1", False), ("conf_✓", False)],
+    [
+        ("conf_1234567890", True),
+        ("ATVId_5f1c2e9a7b3d4c60a1e2f3b4c5d6e7f8", True),
+        ("x" * 64, True),
+        ("x" * 65, False),
+        ("", False),
+        ("_conf", False),
+        ("conf/1", False),
+        ("conf 1", False),
+        ("conf_✓", False),
+    ],
 )
 def test_which_recording_ids_can_exist(value, valid):
     assert is_valid_recording_id(value) is valid
@@ -158,7 +190,9 @@ def _call(kind: str, session_id: str, rng: random.Random) -> tuple[list[Callback
         final = posts[-1]
     status, reason = OUTCOMES["recorded" if kind == "late-url" else kind]
     url = final.get("recordingUrl") or None
-    duration = int(final["dialDurationInSeconds"]) if status in (Status.COMPLETED, Status.PROCESSING) else None
+    duration = (
+        int(final["dialDurationInSeconds"]) if status in (Status.COMPLETED, Status.PROCESSING) else None
+    )
     return [parse(p) for p in posts], (status, url, duration, reason)
 
 
@@ -169,7 +203,7 @@ def _deliveries(data, callbacks: list) -> list:
 
 
 def _assert_forward_only(history: list[RecordingState]) -> None:
-    for before, after in zip(history, history[1:]):
+    for before, after in itertools.pairwise(history):
         if before.status is Status.COMPLETED:
             assert after == before, "a completed recording changed"
         elif after.status is not Status.COMPLETED:
@@ -177,7 +211,9 @@ def _assert_forward_only(history: list[RecordingState]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=6), seed=st.integers(0, 2**32), data=st.data())
+@given(
+    kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=6), seed=st.integers(0, 2**32), data=st.data()
+)
 def test_any_order_and_any_duplication_end_in_the_same_state(kinds, seed, data):
     rng = random.Random(seed)
     calls = {}
@@ -217,10 +253,14 @@ def test_a_conference_with_one_recorded_leg_completes_with_that_leg_in_any_order
         legs[session_id] = _call(kind, session_id, rng)[0]
 
     recording = Recording(legs)
-    for step, callback in enumerate(_deliveries(data, [cb for callbacks in legs.values() for cb in callbacks])):
+    for step, callback in enumerate(
+        _deliveries(data, [cb for callbacks in legs.values() for cb in callbacks])
+    ):
         recording.take(callback, T0 + timedelta(seconds=step))
 
     assert (recording.state.status, recording.state.recording_url, recording.state.duration) == (
-        Status.COMPLETED, url, duration,
+        Status.COMPLETED,
+        url,
+        duration,
     )
     _assert_forward_only(recording.history)

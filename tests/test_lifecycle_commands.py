@@ -26,7 +26,10 @@ def post_calls(client, *names: str) -> None:
 def test_replay_of_a_consistent_database_changes_nothing(client, runner):
     post_calls(client, "recorded-call", "unanswered-call", "ended-without-recording-url")
     runner.invoke(args=["recordings", "seed-demo", "--count", "5"])  # recordings without callbacks
-    called = [fixture_call(name)[0]["sessionId"] for name in ("recorded-call", "unanswered-call", "ended-without-recording-url")]
+    called = [
+        fixture_call(name)[0]["sessionId"]
+        for name in ("recorded-call", "unanswered-call", "ended-without-recording-url")
+    ]
     before = {rid: status_of(client, rid) for rid in ["conf_0000000001", *called]}
 
     result = runner.invoke(args=["recordings", "replay"])
@@ -41,7 +44,11 @@ def test_replay_rebuilds_recordings_and_sessions_from_the_stored_callbacks(app, 
     recording_id = fixture_call("recorded-call")[0]["sessionId"]
     before = status_of(client, recording_id)
     with app.app_context():  # lose everything the callbacks taught, as a bad deploy might
-        db.session.execute(sa.update(Recording).values(status="recording", duration=None, recording_url=None, processed_at=None))
+        db.session.execute(
+            sa.update(Recording).values(
+                status="recording", duration=None, recording_url=None, processed_at=None
+            )
+        )
         db.session.execute(sa.update(CallSession).values(heard=False, ended=False, recording_url=None))
         db.session.commit()
 
@@ -63,10 +70,16 @@ def test_sweep_fails_recordings_stuck_without_a_url_and_a_late_url_still_complet
 
     assert result.exit_code == 0, result.output
     assert f"failed: {stuck}" in result.output and "failed 1 recordings" in result.output
-    assert (status_of(client, stuck)["status"], status_of(client, stuck)["failure_reason"]) == ("failed", "recording_url_timeout")
+    assert (status_of(client, stuck)["status"], status_of(client, stuck)["failure_reason"]) == (
+        "failed",
+        "recording_url_timeout",
+    )
     # Replay keeps the sweep's verdict: the callbacks alone still leave the URL missing.
     assert "0 changed" in runner.invoke(args=["recordings", "replay"]).output
-    late = {**fixture_call("ended-without-recording-url")[-1], "recordingUrl": "https://voice.africastalking.com/recording/late"}
+    late = {
+        **fixture_call("ended-without-recording-url")[-1],
+        "recordingUrl": "https://voice.africastalking.com/recording/late",
+    }
     client.post(CALLBACK, data=late)
     assert status_of(client, stuck)["status"] == "completed"
 
@@ -87,12 +100,26 @@ def test_sweep_rejects_a_duration_it_cannot_read(runner, value):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("outcome", "status", "reason"),
-    [("recorded", "completed", None), ("no-url", "processing", None), ("unanswered", "failed", "SUBSCRIBER_ABSENT")],
+    [
+        ("recorded", "completed", None),
+        ("no-url", "processing", None),
+        ("unanswered", "failed", "SUBSCRIBER_ABSENT"),
+    ],
 )
 def test_simulate_call_drives_a_running_service(database, runner, outcome, status, reason):
     with gunicorn(database, VOICE_CALLBACK_TOKEN="tok-123", VOICE_DIAL_NUMBERS="+254722000111") as base:
         result = runner.invoke(
-            args=["recordings", "simulate-call", "conf_sim", "--url", base, "--outcome", outcome, "--token", "tok-123"]
+            args=[
+                "recordings",
+                "simulate-call",
+                "conf_sim",
+                "--url",
+                base,
+                "--outcome",
+                outcome,
+                "--token",
+                "tok-123",
+            ]
         )
 
     assert result.exit_code == 0, result.output

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from recordings_service import create_app
 from recordings_service.extensions import db
 from recordings_service.models import Recording
-from tests.support import config_for
+from tests.support import CONTRACT_BODY, config_for
 
 URL = "/api/v1/voice/recordings/"
 
@@ -38,18 +38,16 @@ def test_completed_recording_answers_the_contract_example(client, add_recording)
 
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    assert response.json == {
-        "recording_id": "conf_1234567890",
-        "status": "completed",
-        "duration": 342,
-        "recording_url": "https://voice.africastalking.com/recording/abc123def456",
-        "created_at": "2024-01-15T10:00:00.000Z",
-        "processed_at": "2024-01-15T10:05:42.000Z",
-        "failure_reason": None,
-    }
+    assert response.json == CONTRACT_BODY
     # The contract's field order, not sorted keys.
     assert list(response.json) == [
-        "recording_id", "status", "duration", "recording_url", "created_at", "processed_at", "failure_reason",
+        "recording_id",
+        "status",
+        "duration",
+        "recording_url",
+        "created_at",
+        "processed_at",
+        "failure_reason",
     ]
 
 
@@ -81,7 +79,9 @@ def test_failed_recording_says_why(client, add_recording):
 def test_timestamps_keep_milliseconds_and_are_utc(client, add_recording):
     # 13:00:00.123456 at UTC+3 is 10:00:00.123 UTC; microseconds are cut to milliseconds.
     east_africa = timezone(timedelta(hours=3))
-    add_recording(recording_id="conf_tz", created_at=datetime(2024, 1, 15, 13, 0, 0, 123456, tzinfo=east_africa))
+    add_recording(
+        recording_id="conf_tz", created_at=datetime(2024, 1, 15, 13, 0, 0, 123456, tzinfo=east_africa)
+    )
 
     assert client.get(URL + "conf_tz").json["created_at"] == "2024-01-15T10:00:00.123Z"
 

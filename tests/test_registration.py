@@ -20,7 +20,12 @@ def test_a_new_recording_is_201_with_the_lookup_body_and_its_location(client):
     assert response.headers["Location"].endswith("/api/v1/voice/recordings/conf_1234567890")
     body = response.json
     assert body == client.get(URL + "/conf_1234567890").json
-    assert (body["status"], body["duration"], body["recording_url"], body["processed_at"]) == ("recording", None, None, None)
+    assert (body["status"], body["duration"], body["recording_url"], body["processed_at"]) == (
+        "recording",
+        None,
+        None,
+        None,
+    )
 
 
 def test_without_an_id_the_service_makes_one(client):
@@ -40,7 +45,11 @@ def test_registering_again_adds_sessions_and_is_200(app, client):
     assert (again.status_code, same.status_code) == (200, 200)
     assert count(app, Recording) == 1
     with app.app_context():
-        sessions = db.session.execute(sa.select(CallSession.session_id).order_by(CallSession.session_id)).scalars().all()
+        sessions = (
+            db.session.execute(sa.select(CallSession.session_id).order_by(CallSession.session_id))
+            .scalars()
+            .all()
+        )
     assert sessions == ["ATVId_a", "ATVId_b"]
 
 
@@ -60,8 +69,13 @@ def test_a_callbacks_session_joins_the_recording_it_was_registered_to(client):
 
     client.post(
         "/api/v1/voice/callback",
-        data={"isActive": "0", "sessionId": "ATVId_a", "status": "Success", "durationInSeconds": "61",
-              "recordingUrl": "https://voice.africastalking.com/recording/r1"},
+        data={
+            "isActive": "0",
+            "sessionId": "ATVId_a",
+            "status": "Success",
+            "durationInSeconds": "61",
+            "recordingUrl": "https://voice.africastalking.com/recording/r1",
+        },
     )
 
     assert client.get(URL + "/conf_1").json["status"] == "completed"
@@ -70,7 +84,8 @@ def test_a_callbacks_session_joins_the_recording_it_was_registered_to(client):
 
 def test_bad_fields_are_422_naming_each_field_and_change_nothing(app, client):
     response = client.post(
-        URL, json={"recording_id": "conf/1", "session_ids": "ATVId_a", "dial": ["0722000111"], "colour": "red"}
+        URL,
+        json={"recording_id": "conf/1", "session_ids": "ATVId_a", "dial": ["0722000111"], "colour": "red"},
     )
 
     assert response.status_code == 422

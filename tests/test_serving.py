@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.servers import gunicorn, http
+from tests.support import CONTRACT_BODY
 
 pytestmark = pytest.mark.slow
 
@@ -22,15 +23,7 @@ def test_the_contract_examples_over_http(server):
     too_long = http("GET", server + "/api/v1/voice/recordings/" + "x" * 5000)
 
     assert found[0] == 200
-    assert json.loads(found[2]) == {
-        "recording_id": "conf_1234567890",
-        "status": "completed",
-        "duration": 342,
-        "recording_url": "https://voice.africastalking.com/recording/abc123def456",
-        "created_at": "2024-01-15T10:00:00.000Z",
-        "processed_at": "2024-01-15T10:05:42.000Z",
-        "failure_reason": None,
-    }
+    assert json.loads(found[2]) == CONTRACT_BODY
     for status, headers, body in (missing, too_long):
         assert status == 404
         assert headers["Content-Type"] == "application/json"

@@ -32,7 +32,9 @@ def post_concurrently(base: str, deliveries: list[dict], threads: int = 8) -> li
 
 def register(base: str, recording_id: str, session_ids: list[str]) -> None:
     body = json.dumps({"recording_id": recording_id, "session_ids": session_ids}).encode()
-    status, _, text = http("POST", base + "/api/v1/voice/recordings", body, {"Content-Type": "application/json"})
+    status, _, text = http(
+        "POST", base + "/api/v1/voice/recordings", body, {"Content-Type": "application/json"}
+    )
     assert status == 201, text
 
 
@@ -74,7 +76,9 @@ def test_a_storm_of_shuffled_duplicated_callbacks_loses_nothing(app, database):
         outcomes = {rid: lookup(base, rid) for rid in expected}
 
     assert statuses == [200] * len(deliveries)
-    assert {rid: (b["status"], b["recording_url"], b["failure_reason"]) for rid, b in outcomes.items()} == expected
+    assert {
+        rid: (b["status"], b["recording_url"], b["failure_reason"]) for rid, b in outcomes.items()
+    } == expected
     with app.app_context():
         stored = db.session.execute(sa.select(StoredCallback.duplicate)).scalars().all()
         assert len(stored) == len(deliveries)  # every callback sent is stored
@@ -130,7 +134,12 @@ def test_two_legs_ending_together_never_lose_an_update(app, monkeypatch):
 
     monkeypatch.setattr(lifecycle, "advance", advance_together)
     with ThreadPoolExecutor(2) as pool:
-        statuses = list(pool.map(lambda call: app.test_client().post("/api/v1/voice/callback", data=call[-1]).status_code, calls.values()))
+        statuses = list(
+            pool.map(
+                lambda call: app.test_client().post("/api/v1/voice/callback", data=call[-1]).status_code,
+                calls.values(),
+            )
+        )
 
     assert statuses == [200, 200]
     body = client.get("/api/v1/voice/recordings/conf_pair").json
