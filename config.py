@@ -42,6 +42,11 @@ class Config:
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(64 * 1024)))
     MAX_FORM_PARTS = int(os.environ.get("MAX_FORM_PARTS", "200"))
 
+    # Lookups: how long pollers are asked to wait, and how long a request may be held (Prefer: wait).
+    RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "2"))
+    WAIT_MAX_SECONDS = int(os.environ.get("WAIT_MAX_SECONDS", "30"))
+    WAIT_POLL_INTERVAL = float(os.environ.get("WAIT_POLL_INTERVAL", "0.1"))
+
     # flask-smorest / OpenAPI
     API_TITLE = "recordings-service"
     API_VERSION = "v1"

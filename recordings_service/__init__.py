@@ -11,6 +11,7 @@ from config import Config, config_from_env
 from .database import configure_engine
 from .errors import register_error_handlers
 from .extensions import api, db, migrate
+from .waiting import ChangeWatcher
 
 
 def create_app(config_class: type[Config] | None = None) -> Flask:
@@ -46,6 +47,7 @@ def register_extensions(app: Flask) -> None:
     api.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
+    app.extensions["recording_watcher"] = ChangeWatcher(app, app.config["WAIT_POLL_INTERVAL"])
 
 
 def register_blueprints(app: Flask) -> None:

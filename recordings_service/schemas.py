@@ -1,6 +1,10 @@
 """marshmallow schemas for every JSON body the service reads or writes."""
 
+import json
+from dataclasses import dataclass
+
 import marshmallow as ma
+from werkzeug.http import generate_etag
 
 from .domain import RECORDING_ID_MAX_LENGTH, Callback, Status, is_valid_recording_id
 from .timeutil import format_timestamp
@@ -113,3 +117,18 @@ class CallbackSchema(ma.Schema):
             duration=data["dial_duration"] if data["dial_duration"] is not None else data["duration"],
             recording_url=data["recording_url"] or None,
         )
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A recording's lookup body as sent, with its strong ETag (a hash of exactly these bytes)."""
+
+    body: bytes
+    etag: str
+    status: Status
+
+
+def render_recording(recording) -> Rendered:
+    """Serialise ``recording`` as the lookup answers it; equal bodies give equal ETags."""
+    body = json.dumps(recording_schema.dump(recording), separators=(",", ":")).encode()
+    return Rendered(body, generate_etag(body), Status(recording.status))

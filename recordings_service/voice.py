@@ -2,13 +2,14 @@
 
 import logging
 
-from flask import request, url_for
+from flask import Response, current_app, request, url_for
 from flask_smorest import Blueprint, abort
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.http import parse_dict_header
 
 from .errors import ErrorSchema
 from .recordings import SessionConflict, find_recording, register_recording
-from .schemas import RecordingSchema, RegistrationSchema
+from .schemas import RecordingSchema, RegistrationSchema, Rendered, render_recording
 
 log = logging.getLogger(__name__)
 
@@ -17,14 +18,61 @@ blp = Blueprint("voice", __name__, url_prefix="/api/v1/voice", description="Reco
 NOT_FOUND = "Recording not found"
 QUERY_FAILED = "Failed to query recording status"
 
+LOOKUP_HEADERS = {
+    "ETag": {
+        "description": "Strong tag of this body; send it back in If-None-Match",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {"description": "no-cache: revalidate with If-None-Match", "schema": {"type": "string"}},
+    "Retry-After": {
+        "description": "While recording or processing: seconds before polling again",
+        "schema": {"type": "integer"},
+    },
+    "Preference-Applied": {"description": "wait=N when the request was held", "schema": {"type": "string"}},
+}
+LOOKUP_PARAMETERS = [
+    {
+        "in": "header",
+        "name": "If-None-Match",
+        "schema": {"type": "string"},
+        "description": "The ETag you have",
+    },
+    {
+        "in": "header",
+        "name": "Prefer",
+        "schema": {"type": "string", "example": "wait=30"},
+        "description": "wait=N (RFC 7240) with If-None-Match: hold the request until the recording changes "
+        "or N seconds (at most 30) pass",
+    },
+]
+
 
 # ``path`` so an id holding an (encoded) slash is still this route's 404, not a routing 404.
 @blp.route("/recordings/<path:recording_id>", methods=["GET"])
-@blp.response(200, RecordingSchema)
+@blp.response(200, RecordingSchema, headers=LOOKUP_HEADERS)
+@blp.alt_response(304, description="Not modified: the If-None-Match tag is current")
 @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
 @blp.alt_response(500, schema=ErrorSchema, description=QUERY_FAILED)
+@blp.doc(parameters=LOOKUP_PARAMETERS)
 def get_recording(recording_id: str):
     """Retrieve the status and details of a voice recording."""
+    rendered = _render(recording_id)
+    wait = requested_wait(request.headers.get("Prefer"), current_app.config["WAIT_MAX_SECONDS"])
+    waited = wait is not None and request.if_none_match.contains(rendered.etag)
+    if waited:
+        watcher = current_app.extensions["recording_watcher"]
+        rendered = watcher.wait_for_change(recording_id, rendered.etag, wait) or rendered
+    response = Response(rendered.body, mimetype="application/json")
+    response.set_etag(rendered.etag)
+    response.cache_control.no_cache = True
+    if not rendered.status.is_terminal:
+        response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER_SECONDS"])
+    if waited:
+        response.headers["Preference-Applied"] = f"wait={wait}"
+    return response.make_conditional(request)
+
+
+def _render(recording_id: str) -> Rendered:
     try:
         recording = find_recording(recording_id)
     except SQLAlchemyError:
@@ -32,7 +80,15 @@ def get_recording(recording_id: str):
         abort(500, message=QUERY_FAILED)
     if recording is None:
         abort(404, message=NOT_FOUND)
-    return recording
+    return render_recording(recording)
+
+
+def requested_wait(prefer: str | None, most: int) -> int | None:
+    """Return the seconds a ``Prefer: wait=N`` header (RFC 7240) asks to wait, at most ``most``."""
+    value = parse_dict_header(prefer or "").get("wait")
+    if value is None or not value.isdigit():
+        return None
+    return min(int(value), most)
 
 
 @blp.route("/recordings", methods=["POST"])

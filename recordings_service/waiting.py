@@ -1,0 +1,86 @@
+"""Waiting instead of polling (``Prefer: wait=N``): requests held until their recording changes.
+
+One watcher thread per worker process looks at the recordings that requests wait on, every
+``interval`` seconds in one query, and wakes each waiter whose recording's body (ETag) is no longer
+the one it has. Waiting requests hold no database connection; the database stays the only truth,
+so any number of processes and hosts may wait on the same recordings.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from .extensions import db
+from .models import Recording
+from .schemas import Rendered, render_recording
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    recording_id: str
+    etag: str
+    woken: threading.Event = field(default_factory=threading.Event)
+    rendered: Rendered | None = None
+
+
+class ChangeWatcher:
+    """Wakes requests waiting on recordings when their bodies change."""
+
+    def __init__(self, app: Flask, interval: float):
+        self._app = app
+        self._interval = interval
+        self._waiters: set[_Waiter] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def wait_for_change(self, recording_id: str, etag: str, timeout: float) -> Rendered | None:
+        """Return the recording's new rendering once its ETag differs from ``etag``, or None after
+        ``timeout`` seconds without a change."""
+        # Give the request's connection back to the pool for the wait: held requests must not use
+        # up the connections that lookups need.
+        db.session.close()
+        waiter = _Waiter(recording_id, etag)
+        with self._lock:
+            self._waiters.add(waiter)
+            # Started by the first waiter, so a thread never crosses gunicorn's fork of the workers.
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._watch, name="recording-watcher", daemon=True)
+                self._thread.start()
+        try:
+            waiter.woken.wait(timeout)
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
+        return waiter.rendered
+
+    def _watch(self) -> None:
+        while True:
+            with self._lock:
+                waiters = list(self._waiters)
+                if not waiters:
+                    self._thread = None
+                    return
+            try:
+                self._check(waiters)
+            except SQLAlchemyError:
+                # Waiters keep waiting (at worst until their timeout); the next round tries again.
+                log.exception("checking %d waited-on recordings failed", len(waiters))
+            time.sleep(self._interval)
+
+    def _check(self, waiters: list[_Waiter]) -> None:
+        ids = {waiter.recording_id for waiter in waiters}
+        with self._app.app_context():
+            query = select(Recording).where(Recording.recording_id.in_(ids))
+            current = {r.recording_id: render_recording(r) for r in db.session.execute(query).scalars()}
+        for waiter in waiters:
+            rendered = current.get(waiter.recording_id)
+            if rendered is not None and rendered.etag != waiter.etag:
+                waiter.rendered = rendered
+                waiter.woken.set()

@@ -1,0 +1,146 @@
+"""Polling that costs nothing when nothing changed: ETag, 304, Retry-After, and Prefer: wait."""
+
+import json
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.servers import gunicorn, http
+from tests.support import fixture_call
+
+LOOKUP = "/api/v1/voice/recordings/"
+CALLBACK = "/api/v1/voice/callback"
+RECORDED = fixture_call("recorded-call")
+SESSION = RECORDED[0]["sessionId"]
+
+
+@pytest.fixture
+def live(client):
+    """A recording whose call is live: conf_1, session RECORDED's."""
+    client.post("/api/v1/voice/recordings", json={"recording_id": "conf_1", "session_ids": [SESSION]})
+    client.post(CALLBACK, data=RECORDED[0])
+    return "conf_1"
+
+
+def test_a_lookup_carries_a_strong_etag_and_asks_for_revalidation(client, live):
+    response = client.get(LOOKUP + live)
+
+    etag, weak = response.get_etag()
+    assert etag and not weak
+    assert response.headers["Cache-Control"] == "no-cache"
+
+
+def test_the_current_etag_gets_a_304_without_a_body(client, live):
+    etag = client.get(LOOKUP + live).headers["ETag"]
+
+    response = client.get(LOOKUP + live, headers={"If-None-Match": etag})
+
+    assert response.status_code == 304
+    assert response.data == b""
+    assert response.headers["ETag"] == etag
+
+
+def test_the_etag_changes_exactly_when_the_body_does(client, live):
+    first = client.get(LOOKUP + live).headers["ETag"]
+
+    client.post(CALLBACK, data=RECORDED[1])  # Answered: the call is still live, the body unchanged
+    client.post(CALLBACK, data=RECORDED[1])  # a duplicate
+    unchanged = client.get(LOOKUP + live, headers={"If-None-Match": first})
+    client.post(CALLBACK, data=RECORDED[2])  # the final request, with the URL
+    changed = client.get(LOOKUP + live, headers={"If-None-Match": first})
+
+    assert unchanged.status_code == 304
+    assert changed.status_code == 200 and changed.json["status"] == "completed"
+    assert changed.headers["ETag"] != first
+
+
+def test_retry_after_only_while_the_recording_may_still_change(client, live, make_app):
+    assert client.get(LOOKUP + live).headers["Retry-After"] == "2"
+    client.post(CALLBACK, data=RECORDED[2])
+
+    assert "Retry-After" not in client.get(LOOKUP + live).headers
+    custom = make_app(RETRY_AFTER_SECONDS=5).test_client()
+    custom.post("/api/v1/voice/recordings", json={"recording_id": "conf_2"})
+    assert custom.get(LOOKUP + "conf_2").headers["Retry-After"] == "5"
+
+
+def test_prefer_wait_without_an_etag_answers_at_once(client, live):
+    response = client.get(LOOKUP + live, headers={"Prefer": "wait=30"})
+
+    assert response.status_code == 200
+    assert "Preference-Applied" not in response.headers
+
+
+def test_a_held_request_with_no_change_ends_in_a_304_after_the_wait(make_app):
+    app = make_app(WAIT_MAX_SECONDS=1)
+    client = app.test_client()
+    client.post("/api/v1/voice/recordings", json={"recording_id": "conf_1"})
+    etag = client.get(LOOKUP + "conf_1").headers["ETag"]
+
+    started = time.monotonic()
+    response = client.get(
+        LOOKUP + "conf_1", headers={"If-None-Match": etag, "Prefer": "respond-async, wait=600"}
+    )
+
+    assert response.status_code == 304
+    assert response.headers["Preference-Applied"] == "wait=1"  # capped at WAIT_MAX_SECONDS
+    assert time.monotonic() - started >= 0.9  # it was held, not answered at once
+
+
+def test_a_held_request_is_answered_with_the_change_that_wakes_it(app, client, live):
+    etag = client.get(LOOKUP + live).headers["ETag"]
+
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            app.test_client().get, LOOKUP + live, headers={"If-None-Match": etag, "Prefer": "wait=20"}
+        )
+        time.sleep(0.3)
+        assert not held.done()  # it is being held
+        client.post(CALLBACK, data=RECORDED[2])
+        response = held.result(timeout=20)
+
+    # Answered with the new body: woken by the change, not by the wait running out (which gives 304).
+    assert response.status_code == 200
+    assert response.json["status"] == "completed"
+    assert response.headers["Preference-Applied"] == "wait=20"
+
+
+@pytest.mark.slow
+def test_hundreds_of_waiting_clients_do_not_starve_lookups(database, runner):
+    """200 clients hold Prefer: wait=30; plain lookups still answer; the waiters get the completion."""
+    runner.invoke(args=["recordings", "seed-demo", "--count", "50"])
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with gunicorn(database, workers=5) as base:
+        http(
+            "POST",
+            base + "/api/v1/voice/recordings",
+            json.dumps({"recording_id": "conf_big", "session_ids": [SESSION]}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        http("POST", base + CALLBACK, urllib.parse.urlencode(RECORDED[0]).encode(), form)
+        etag = http("GET", base + LOOKUP + "conf_big")[1]["ETag"]
+
+        def hold(_):
+            status, headers, body = http(
+                "GET",
+                base + LOOKUP + "conf_big",
+                headers={"If-None-Match": etag, "Prefer": "wait=30"},
+                timeout=60,
+            )
+            return status, time.monotonic(), json.loads(body)["status"] if body else None
+
+        with ThreadPoolExecutor(220) as pool:
+            held = [pool.submit(hold, n) for n in range(200)]
+            time.sleep(1)
+            lookups = list(pool.map(lambda n: http("GET", base + LOOKUP + f"conf_{n:010d}")[0], range(50)))
+            assert not any(future.done() for future in held)  # looked up while all 200 were held
+            http("POST", base + CALLBACK, urllib.parse.urlencode(RECORDED[2]).encode(), form)
+            posted = time.monotonic()
+            answers = [future.result(timeout=60) for future in held]
+
+    assert lookups == [200] * 50
+    assert {(status, body_status) for status, _, body_status in answers} == {(200, "completed")}
+    latest = max(answered for _, answered, _ in answers) - posted
+    print(f"200 held clients learned of the completion within {latest:.3f} s of the callback's answer")
