@@ -35,7 +35,8 @@ def show(recording_id: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 def list_command(status: str | None, limit: int) -> None:
     """List recordings, newest first."""
-    for recording in list_recordings(Status(status) if status else None, limit):
+    recordings, _ = list_recordings(Status(status) if status else None, limit=limit)
+    for recording in recordings:
         row = recording_schema.dump(recording)
         click.echo(
             f"{row['recording_id']:<24} {row['status']:<10} {row['created_at']}  "

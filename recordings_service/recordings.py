@@ -5,12 +5,13 @@ import random
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, tuple_
 
 from .database import WRITE_TRANSACTION, bulk_insert_ignoring_conflicts, insert_ignoring_conflicts
 from .domain import Status, is_valid_recording_id
 from .extensions import db
-from .models import CallSession, Recording
+from .models import BigId, CallSession, Recording, UTCDateTime
+from .schemas import PagePosition
 from .timeutil import utcnow
 
 
@@ -93,12 +94,33 @@ def register_recording(
     return recording, created
 
 
-def list_recordings(status: Status | None = None, limit: int = 20) -> list[Recording]:
-    """Return up to ``limit`` recordings, newest first, optionally only those in ``status``."""
-    query = select(Recording).order_by(Recording.created_at.desc(), Recording.pk.desc()).limit(limit)
+def list_recordings(
+    status: Status | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: int = 50,
+    after: PagePosition | None = None,
+) -> tuple[list[Recording], PagePosition | None]:
+    """Return a page of recordings, newest first, and where the next page starts (None at the end).
+
+    Pages are found by keyset (the last row's creation time and key, both in one index), so a page
+    deep in the list costs what the first does.
+    """
+    query = select(Recording).order_by(Recording.created_at.desc(), Recording.pk.desc()).limit(limit + 1)
     if status is not None:
-        query = query.filter_by(status=status.value)
-    return list(db.session.execute(query).scalars())
+        query = query.where(Recording.status == status.value)
+    if created_after is not None:
+        query = query.where(Recording.created_at > created_after)
+    if created_before is not None:
+        query = query.where(Recording.created_at < created_before)
+    if after is not None:
+        position = tuple_(literal(after.created_at, UTCDateTime), literal(after.pk, BigId))
+        query = query.where(tuple_(Recording.created_at, Recording.pk) < position)
+    rows = list(db.session.execute(query).scalars())
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], PagePosition(last.created_at, last.pk)
 
 
 # The contract's own example, so a new user's first curl answers as the documentation says.

@@ -1,7 +1,9 @@
 """marshmallow schemas for every JSON body the service reads or writes."""
 
+import base64
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import marshmallow as ma
 from werkzeug.http import generate_etag
@@ -36,6 +38,53 @@ class RecordingSchema(ma.Schema):
 
 
 recording_schema = RecordingSchema()
+
+
+@dataclass(frozen=True)
+class PagePosition:
+    """Where a page of the newest-first listing ended: the last row's creation time and key."""
+
+    created_at: datetime
+    pk: int
+
+
+class Cursor(ma.fields.Field):
+    """An opaque position in the listing (base64 of the last row's creation time and key)."""
+
+    def _serialize(self, value: PagePosition | None, attr, obj, **kwargs):
+        if value is None:
+            return None
+        raw = json.dumps([value.created_at.isoformat(), value.pk]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _deserialize(self, value, attr, data, **kwargs) -> PagePosition:
+        try:
+            created_at, pk = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+            position = PagePosition(datetime.fromisoformat(created_at), int(pk))
+        except (ValueError, TypeError) as error:
+            raise ma.ValidationError("Not a valid cursor: use next_cursor from a previous page.") from error
+        if position.created_at.tzinfo is None:
+            raise ma.ValidationError("Not a valid cursor: use next_cursor from a previous page.")
+        return position
+
+
+class ListQuerySchema(ma.Schema):
+    """Which recordings to list, newest first."""
+
+    status = ma.fields.String(validate=ma.validate.OneOf([s.value for s in Status]))
+    created_after = ma.fields.AwareDateTime(
+        default_timezone=UTC, metadata={"example": "2024-01-15T10:00:00.000Z"}
+    )
+    created_before = ma.fields.AwareDateTime(default_timezone=UTC)
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
+    cursor = Cursor(metadata={"description": "next_cursor of the previous page", "type": "string"})
+
+
+class RecordingPageSchema(ma.Schema):
+    """One page of the listing; ``next_cursor`` is null on the last page."""
+
+    items = ma.fields.List(ma.fields.Nested(RecordingSchema), required=True)
+    next_cursor = Cursor(required=True, allow_none=True, metadata={"type": "string", "nullable": True})
 
 
 def _recording_id(value: str) -> None:

@@ -2,14 +2,23 @@
 
 import logging
 
+import marshmallow as ma
 from flask import Response, current_app, request, url_for
 from flask_smorest import Blueprint, abort
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.http import parse_dict_header
 
+from .domain import Status
 from .errors import ErrorSchema
-from .recordings import SessionConflict, find_recording, register_recording
-from .schemas import RecordingSchema, RegistrationSchema, Rendered, render_recording
+from .recordings import SessionConflict, find_recording, list_recordings, register_recording
+from .schemas import (
+    ListQuerySchema,
+    RecordingPageSchema,
+    RecordingSchema,
+    RegistrationSchema,
+    Rendered,
+    render_recording,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,24 @@ LOOKUP_PARAMETERS = [
         "or N seconds (at most 30) pass",
     },
 ]
+
+
+@blp.route("/recordings", methods=["GET"])
+# Unknown parameters are refused: a misspelt filter must not quietly list everything.
+@blp.arguments(ListQuerySchema, location="query", error_status_code=400, unknown=ma.RAISE)
+@blp.response(200, RecordingPageSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="A bad parameter, named")
+def list_recordings_view(query: dict):
+    """List recordings, newest first, a page at a time."""
+    status = query.get("status")
+    items, next_position = list_recordings(
+        Status(status) if status else None,
+        query.get("created_after"),
+        query.get("created_before"),
+        query["limit"],
+        query.get("cursor"),
+    )
+    return {"items": items, "next_cursor": next_position}
 
 
 # ``path`` so an id holding an (encoded) slash is still this route's 404, not a routing 404.
