@@ -16,12 +16,23 @@ def database_url(raw: str) -> str:
     return raw
 
 
-def _env_list(name: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
-
-
 class ConfigError(RuntimeError):
     """The configuration is unsafe or incomplete; the app must not start."""
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r}: say true or false")
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
 class Config:
@@ -41,6 +52,12 @@ class Config:
     # AT's form posts are small; anything near this is not a callback.
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(64 * 1024)))
     MAX_FORM_PARTS = int(os.environ.get("MAX_FORM_PARTS", "200"))
+
+    # json (the default), text, or none (leave logging alone)
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
+
+    # API keys (Authorization: Bearer) on everything but the callback and the health probes.
+    API_AUTH_REQUIRED = _env_flag("API_AUTH_REQUIRED", default=False)
 
     # Lookups: how long pollers are asked to wait, and how long a request may be held (Prefer: wait).
     RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "2"))
@@ -74,6 +91,8 @@ class TestingConfig(Config):
     """Used by the test suite; the tests set the database URL themselves."""
 
     TESTING = True
+    API_AUTH_REQUIRED = False
+    LOG_FORMAT = "none"
     VOICE_CALLBACK_TOKEN = None
     VOICE_DIAL_NUMBERS: list[str] = []
     VOICE_CALLBACK_ALLOWED_NETWORKS: list[str] = []
@@ -85,6 +104,7 @@ class ProductionConfig(Config):
     # No fallback: an unset DATABASE_URL must stop the app, not quietly write to a local SQLite file.
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL", ""))
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+    API_AUTH_REQUIRED = _env_flag("API_AUTH_REQUIRED", default=True)
 
     @staticmethod
     def check(config) -> None:

@@ -1,6 +1,5 @@
 """recordings-service: the system of record for recordings of Africa's Talking conference calls."""
 
-import logging
 import os
 
 from flask import Flask
@@ -8,9 +7,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
 
+from .api_keys import require_api_key
 from .database import configure_engine
 from .errors import register_error_handlers
 from .extensions import api, db, migrate
+from .observability import configure_logging, register_observability
 from .waiting import ChangeWatcher
 
 
@@ -25,18 +26,14 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
         # The real client address (for VOICE_CALLBACK_ALLOWED_NETWORKS) is in X-Forwarded-For.
         count = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
-    register_logging(app)
+    configure_logging(app.config["LOG_FORMAT"])
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
+    register_observability(app)  # first, so that every answer (a 401 too) carries a request id
+    app.before_request(require_api_key)
     register_commands(app)
     return app
-
-
-def register_logging(app: Flask) -> None:
-    # gunicorn and the Flask CLI both log to stderr; the service's own loggers join them there.
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def register_extensions(app: Flask) -> None:
@@ -51,10 +48,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import callbacks, voice
+    from . import callbacks, observability, voice
 
     api.register_blueprint(voice.blp)
     api.register_blueprint(callbacks.blp)
+    api.register_blueprint(observability.blp)
 
 
 def register_commands(app: Flask) -> None:

@@ -11,13 +11,14 @@ import logging
 from functools import lru_cache
 from xml.etree.ElementTree import Element, SubElement, tostring
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from flask_smorest import Blueprint, abort
 from sqlalchemy.exc import SQLAlchemyError
 
 from .domain import Callback
 from .errors import ErrorSchema
 from .lifecycle import ingest_callback
+from .observability import CALLBACKS
 from .schemas import CallbackSchema
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,13 @@ def guard():
 
 
 @blp.after_request
-def log_refusal(response: Response) -> Response:
+def count_and_log(response: Response) -> Response:
     if response.status_code >= 400:
         detail = (response.get_json(silent=True) or {}).get("detail")
         log.warning("callback refused: %s %s (from %s)", response.status_code, detail, request.remote_addr)
+        CALLBACKS.labels("failed" if response.status_code >= 500 else "refused").inc()
+    else:
+        CALLBACKS.labels(g.callback_outcome).inc()
     return response
 
 
@@ -84,6 +88,7 @@ def receive_callback(callback: Callback):
     except SQLAlchemyError:
         log.exception("storing callback of session %s failed", callback.session_id)
         abort(500, message="Failed to store callback")
+    g.callback_outcome = "duplicate" if taken.duplicate else "applied"
     log.info(
         "callback session=%s recording=%s active=%s duplicate=%s status=%s",
         callback.session_id,

@@ -9,11 +9,13 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .api_keys import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
 from .domain import Status
 from .lifecycle import replay, sweep
 from .recordings import find_recording, list_recordings, seed_demo
 from .schemas import recording_schema
 from .simulation import OUTCOMES, simulate_call
+from .timeutil import format_timestamp
 
 recordings_cli = AppGroup("recordings", help="Inspect and manage voice recordings.")
 
@@ -117,3 +119,32 @@ def simulate_call_command(recording_id: str, base_url: str, outcome: str, token:
             click.echo(line)
     except (OSError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
+
+
+@recordings_cli.command("create-api-key")
+@click.argument("name")
+def create_api_key_command(name: str) -> None:
+    """Make an API key called NAME and print it: it is shown this once, and only its hash is kept."""
+    try:
+        click.echo(create_api_key(name))
+    except ApiKeyError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@recordings_cli.command("list-api-keys")
+def list_api_keys_command() -> None:
+    """List API keys: name, first characters, when made, and when revoked."""
+    for key in list_api_keys():
+        revoked = f"revoked {format_timestamp(key.revoked_at)}" if key.revoked_at else "active"
+        click.echo(f"{key.name:<24} {key.prefix}...  made {format_timestamp(key.created_at)}  {revoked}")
+
+
+@recordings_cli.command("revoke-api-key")
+@click.argument("name")
+def revoke_api_key_command(name: str) -> None:
+    """Revoke the API key called NAME: requests with it are refused from now on."""
+    try:
+        revoke_api_key(name)
+    except ApiKeyError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"revoked {name}")

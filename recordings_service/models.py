@@ -144,3 +144,16 @@ class StoredCallback(db.Model):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_voice_callbacks_session_id_digest", "session_id", "digest"),)
+
+
+class ApiKey(db.Model):
+    """A key clients send as ``Authorization: Bearer <key>``; only its SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to tell keys apart
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
