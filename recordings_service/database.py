@@ -7,8 +7,16 @@ from sqlalchemy import Engine, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-# Pass as ``db.session.connection(execution_options=WRITE_TRANSACTION)`` before a read-modify-write.
-WRITE_TRANSACTION = {"sqlite_begin": "BEGIN IMMEDIATE"}
+
+def begin_write(session: Session) -> None:
+    """Start the transaction of a read-modify-write: on SQLite it takes the write lock up front.
+
+    A read-only transaction the request already has open (an API key check, say) is ended first.
+    Pass the Session itself (``db.session()``): the scoped proxy does not offer ``in_transaction``.
+    """
+    if session.in_transaction():
+        session.rollback()
+    session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
 
 
 def configure_engine(engine: Engine) -> None:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from .database import WRITE_TRANSACTION
+from .database import begin_write
 from .domain import URL_TIMEOUT, Callback, CallFacts, RecordingState, Status, advance, time_out
 from .extensions import db
 from .models import CallSession, Recording, StoredCallback
@@ -51,7 +51,7 @@ def ingest_callback(
     nothing. A session never seen before gets a recording of its own, named after the session.
     """
     now = utcnow()
-    db.session.connection(execution_options=WRITE_TRANSACTION)
+    begin_write(db.session())
     recording = _recording_for_session(callback.session_id, now)
     calls = {call.session_id: call for call in _calls_of(recording)}
     call = calls[callback.session_id]
@@ -118,7 +118,7 @@ def replay(batch_size: int = 500) -> ReplayReport:
     db.session.rollback()
     changed: list[str] = []
     for start in range(0, len(pks), batch_size):
-        db.session.connection(execution_options=WRITE_TRANSACTION)
+        begin_write(db.session())
         for pk in pks[start : start + batch_size]:
             recording = lock_recording(pk=pk)
             if _rebuild(recording):
@@ -156,7 +156,7 @@ def sweep(older_than: timedelta) -> list[str]:
     Returns their ids. A URL arriving later still completes them.
     """
     cutoff = utcnow() - older_than
-    db.session.connection(execution_options=WRITE_TRANSACTION)
+    begin_write(db.session())
     stuck = (
         select(Recording)
         .where(Recording.status == Status.PROCESSING.value, Recording.updated_at < cutoff)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, literal, select, tuple_
 
-from .database import WRITE_TRANSACTION, bulk_insert_ignoring_conflicts, insert_ignoring_conflicts
+from .database import begin_write, bulk_insert_ignoring_conflicts, insert_ignoring_conflicts
 from .domain import Status, is_valid_recording_id
 from .extensions import db
 from .models import BigId, CallSession, Recording, UTCDateTime
@@ -82,7 +82,7 @@ def register_recording(
     Raises ``SessionConflict``, changing nothing, when a session belongs to another recording.
     """
     now = utcnow()
-    db.session.connection(execution_options=WRITE_TRANSACTION)
+    begin_write(db.session())
     recording, created = create_or_lock_recording(recording_id or new_recording_id(), now, dial)
     if dial is not None:
         recording.dial = dial

@@ -1,0 +1,110 @@
+"""What operators rely on: probes, request ids, JSON logs, metrics."""
+
+import io
+import json
+import logging
+
+import sqlalchemy as sa
+
+from recordings_service.extensions import db
+from recordings_service.observability import RequestIdFilter, json_formatter
+from tests.support import fixture_call
+
+RECORDED = fixture_call("recorded-call")
+
+
+def test_healthz_answers_without_the_database():
+    from recordings_service import create_app
+    from tests.support import config_for
+
+    app = create_app(config_for("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1"))
+
+    assert app.test_client().get("/healthz").json == {"status": "ok"}
+
+
+def test_readyz_is_ready_at_the_migrations_head(client):
+    assert (client.get("/readyz").status_code, client.get("/readyz").json) == (200, {"status": "ready"})
+
+
+def test_readyz_is_503_when_the_schema_is_behind(app, client):
+    with app.app_context():
+        db.session.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+        db.session.commit()
+    try:
+        response = client.get("/readyz")
+    finally:
+        with app.app_context():
+            db.session.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
+            db.session.commit()
+
+    assert response.status_code == 503
+    assert "0001" in response.json["detail"]
+
+
+def test_readyz_is_503_when_the_database_is_unreachable():
+    from recordings_service import create_app
+    from tests.support import config_for
+
+    app = create_app(config_for("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1"))
+
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503 and response.json["detail"]
+
+
+def test_a_request_id_is_made_or_honoured_and_echoed(client):
+    made = client.get("/healthz").headers["X-Request-ID"]
+    honoured = client.get("/healthz", headers={"X-Request-ID": "lb-7f3a.42"}).headers["X-Request-ID"]
+    replaced = client.get("/healthz", headers={"X-Request-ID": "bad id\\n{}"}).headers["X-Request-ID"]
+
+    assert len(made) == 32 and honoured == "lb-7f3a.42"
+    assert replaced != "bad id\\n{}" and len(replaced) == 32
+
+
+def test_logs_are_json_lines_carrying_the_request_id(client):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(json_formatter())
+    logger = logging.getLogger("recordings_service")
+    logger.addHandler(handler)
+    try:
+        response = client.post("/api/v1/voice/callback", data=RECORDED[0], headers={"X-Request-ID": "req-1"})
+    finally:
+        logger.removeHandler(handler)
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert response.status_code == 200
+    assert lines and all(line["request_id"] == "req-1" for line in lines)
+    assert {"time", "level", "logger", "message"} <= set(lines[0])
+
+
+def test_metrics_count_requests_callbacks_and_recordings(client):
+    def value(text: str, sample: str) -> float:
+        lines = [line for line in text.splitlines() if line.startswith(sample + " ")]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    before = client.get("/metrics").text
+    for fields in RECORDED:
+        client.post("/api/v1/voice/callback", data=fields)
+    client.post("/api/v1/voice/callback", data=RECORDED[-1])  # a duplicate
+    client.post("/api/v1/voice/callback", data={"isActive": "9"})
+    client.get("/api/v1/voice/recordings/" + RECORDED[0]["sessionId"])
+    after = client.get("/metrics").text
+
+    def grew(sample: str) -> float:
+        return value(after, sample) - value(before, sample)
+
+    assert grew('voice_callbacks_total{outcome="applied"}') == 3
+    assert grew('voice_callbacks_total{outcome="duplicate"}') == 1
+    assert grew('voice_callbacks_total{outcome="refused"}') == 1
+    assert (
+        grew(
+            'http_requests_total{method="GET",route="/api/v1/voice/recordings/<path:recording_id>",status="200"}'
+        )
+        == 1
+    )
+    assert value(after, 'voice_recordings{status="completed"}') == 1
+    assert (
+        'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/api/v1/voice/callback"}'
+        in after
+    )
