@@ -7,7 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
 
-from .api_keys import require_api_key
+from .api_keys import document_security, require_api_key
 from .database import configure_engine
 from .errors import register_error_handlers
 from .extensions import api, db, migrate
@@ -53,6 +53,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(voice.blp)
     api.register_blueprint(callbacks.blp)
     api.register_blueprint(observability.blp)
+    document_security(api.spec)
 
 
 def register_commands(app: Flask) -> None:

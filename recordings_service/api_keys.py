@@ -67,3 +67,10 @@ def require_api_key():
             message="A valid API key is required: Authorization: Bearer <key>",
             headers={"WWW-Authenticate": 'Bearer realm="recordings-service"'},
         )
+
+
+def document_security(spec) -> None:
+    """Describe the keys in the OpenAPI spec: required everywhere but on the public endpoints."""
+    if "bearerAuth" not in spec.components.security_schemes:
+        spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    spec.options["security"] = [{"bearerAuth": []}]

@@ -122,6 +122,7 @@ def _migration_heads(directory: str) -> frozenset[str]:
 
 @blp.route("/healthz", methods=["GET"])
 @blp.response(200, description="The process is alive")
+@blp.doc(security=[])
 def healthz():
     """Tell whether the process is alive (it never looks at the database)."""
     return {"status": "ok"}
@@ -130,6 +131,7 @@ def healthz():
 @blp.route("/readyz", methods=["GET"])
 @blp.response(200, description="The database answers and its schema is at the migrations' head")
 @blp.alt_response(503, schema=ErrorSchema, description="Not ready: database unreachable or not migrated")
+@blp.doc(security=[])
 def readyz():
     """Tell whether the service can serve: database reachable, migrations at head."""
     expected = _migration_heads(current_app.extensions["migrate"].directory)

@@ -2,13 +2,14 @@
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import marshmallow as ma
 from werkzeug.http import generate_etag
 
-from .domain import RECORDING_ID_MAX_LENGTH, Callback, Status, is_valid_recording_id
+from .domain import RECORDING_ID_MAX_LENGTH, RECORDING_ID_PATTERN, Callback, Status, is_valid_recording_id
 from .timeutil import format_timestamp
 
 
@@ -100,23 +101,33 @@ def _http_url_or_empty(value: str) -> None:
         ma.validate.URL(schemes={"http", "https"}, require_tld=False)(value)
 
 
-PHONE_NUMBER = ma.validate.Regexp(
-    r"\+[1-9][0-9]{6,14}\Z", error="Must be an E.164 number such as +254711082111."
-)
+_PHONE_NUMBER = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def _phone_number(value: str) -> None:
+    if not _PHONE_NUMBER.fullmatch(value):
+        raise ma.ValidationError("Must be an E.164 number such as +254711082111.")
+
+
+# The same rules as the validators, for the OpenAPI spec (and so for clients and the fuzz test).
+RECORDING_ID_DOC = {"pattern": f"^{RECORDING_ID_PATTERN.pattern}$", "maxLength": RECORDING_ID_MAX_LENGTH}
+PHONE_NUMBER_DOC = {"pattern": f"^{_PHONE_NUMBER.pattern}$", "example": "+254711082111"}
 
 
 class RegistrationSchema(ma.Schema):
     """Register a recording and the Africa's Talking calls (sessions) that make it up."""
 
-    recording_id = ma.fields.String(validate=_recording_id, metadata={"example": "conf_1234567890"})
+    recording_id = ma.fields.String(
+        validate=_recording_id, metadata={"example": "conf_1234567890", **RECORDING_ID_DOC}
+    )
     session_ids = ma.fields.List(
-        ma.fields.String(validate=_recording_id),
+        ma.fields.String(validate=_recording_id, metadata=RECORDING_ID_DOC),
         load_default=list,
         validate=ma.validate.Length(max=50),
         metadata={"description": "AT sessionIds of the conference's calls", "example": ["ATVId_5f1c2e9a"]},
     )
     dial = ma.fields.List(
-        ma.fields.String(validate=PHONE_NUMBER),
+        ma.fields.String(validate=_phone_number, metadata=PHONE_NUMBER_DOC),
         validate=ma.validate.Length(min=1, max=20),
         metadata={"description": "Numbers AT dials, recording, when a call of this recording comes in"},
     )
@@ -132,7 +143,9 @@ class CallbackSchema(ma.Schema):
     class Meta:
         unknown = ma.EXCLUDE
 
-    session_id = ma.fields.String(data_key="sessionId", required=True, validate=_recording_id)
+    session_id = ma.fields.String(
+        data_key="sessionId", required=True, validate=_recording_id, metadata=RECORDING_ID_DOC
+    )
     active = ma.fields.Boolean(
         data_key="isActive",
         required=True,
