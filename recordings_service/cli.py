@@ -106,16 +106,18 @@ def sweep_command(older_than: timedelta) -> None:
 )
 @click.option("--outcome", type=click.Choice(list(OUTCOMES)), default="recorded", show_default=True)
 @click.option("--token", help="The callback token (default: VOICE_CALLBACK_TOKEN).")
-def simulate_call_command(recording_id: str, base_url: str, outcome: str, token: str | None) -> None:
+@click.option("--api-key", envvar="RECORDINGS_API_KEY", help="An API key, when the service requires one.")
+def simulate_call_command(
+    recording_id: str, base_url: str, outcome: str, token: str | None, api_key: str | None
+) -> None:
     """Post a realistic Africa's Talking call for RECORDING_ID to a running service.
 
     Registers the recording with a new AT session, posts the call's callbacks as AT would, and
     prints each answer and the recording at the end.
     """
     try:
-        for line in simulate_call(
-            base_url, recording_id, outcome, token or current_app.config["VOICE_CALLBACK_TOKEN"]
-        ):
+        token = token or current_app.config["VOICE_CALLBACK_TOKEN"]
+        for line in simulate_call(base_url, recording_id, outcome, token, api_key):
             click.echo(line)
     except (OSError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error

@@ -70,8 +70,8 @@ def call_sequence(
     return [ringing, final]
 
 
-def _post(url: str, body: bytes, content_type: str) -> tuple[int, str]:
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+def _request(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body, method="POST" if body else "GET", headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read().decode()
@@ -79,13 +79,17 @@ def _post(url: str, body: bytes, content_type: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def simulate_call(base_url: str, recording_id: str, outcome: str, token: str | None) -> Iterator[str]:
+def simulate_call(
+    base_url: str, recording_id: str, outcome: str, token: str | None, api_key: str | None = None
+) -> Iterator[str]:
     """Register ``recording_id`` with a new session at ``base_url``, post the call's callbacks to it,
     and yield a line for each exchange, ending with the recording as the service then shows it."""
     base_url = base_url.rstrip("/")
     session_id = new_session_id()
+    authorization = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = json.dumps({"recording_id": recording_id, "session_ids": [session_id]}).encode()
-    status, text = _post(f"{base_url}/api/v1/voice/recordings", body, "application/json")
+    headers = {"Content-Type": "application/json", **authorization}
+    status, text = _request(f"{base_url}/api/v1/voice/recordings", body, headers)
     yield f"register {recording_id} with session {session_id}: {status}"
     if status >= 300:
         raise RuntimeError(f"registration refused: {text}")
@@ -94,10 +98,9 @@ def simulate_call(base_url: str, recording_id: str, outcome: str, token: str | N
     )
     for fields in call_sequence(session_id, outcome):
         form = urllib.parse.urlencode(fields).encode()
-        status, text = _post(callback_url, form, "application/x-www-form-urlencoded")
+        status, text = _request(callback_url, form, {"Content-Type": "application/x-www-form-urlencoded"})
         state = fields.get("callSessionState")
         yield f"callback isActive={fields['isActive']} {state}: {status} {text}".rstrip()
         if status >= 300:
             raise RuntimeError(f"callback refused: {text}")
-    with urllib.request.urlopen(f"{base_url}/api/v1/voice/recordings/{recording_id}", timeout=30) as response:
-        yield response.read().decode().strip()
+    yield _request(f"{base_url}/api/v1/voice/recordings/{recording_id}", headers=authorization)[1].strip()

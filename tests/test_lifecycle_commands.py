@@ -135,3 +135,28 @@ def test_simulate_call_without_the_token_says_what_went_wrong(database, runner):
 
     assert result.exit_code == 1
     assert "Invalid or missing callback token" in result.output
+
+
+def test_simulate_call_with_api_keys_required(database, runner):
+    key = runner.invoke(args=["recordings", "create-api-key", "simulator"]).output.strip()
+    with gunicorn(database, API_AUTH_REQUIRED="true", VOICE_CALLBACK_TOKEN="tok-123") as base:
+        refused = runner.invoke(
+            args=["recordings", "simulate-call", "conf_a", "--url", base, "--token", "tok-123"]
+        )
+        result = runner.invoke(
+            args=[
+                "recordings",
+                "simulate-call",
+                "conf_b",
+                "--url",
+                base,
+                "--token",
+                "tok-123",
+                "--api-key",
+                key,
+            ]
+        )
+
+    assert refused.exit_code == 1 and "A valid API key is required" in refused.output
+    assert result.exit_code == 0, result.output
+    assert '"status":"completed"' in result.output.strip().splitlines()[-1]
