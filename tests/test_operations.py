@@ -4,10 +4,12 @@ import io
 import json
 import logging
 
+import pytest
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
 from recordings_service.observability import RequestIdFilter, json_formatter
+from tests.servers import gunicorn, http
 from tests.support import fixture_call
 
 RECORDED = fixture_call("recorded-call")
@@ -108,3 +110,21 @@ def test_metrics_count_requests_callbacks_and_recordings(client):
         'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/api/v1/voice/callback"}'
         in after
     )
+
+
+@pytest.mark.slow
+def test_metrics_add_up_across_gunicorn_workers(database):
+    with gunicorn(database, workers=3) as base:
+        for _ in range(30):
+            http("GET", base + "/healthz")
+        text = http("GET", base + "/metrics")[2].decode()
+
+    [line] = [
+        line
+        for line in text.splitlines()
+        if line.startswith('http_requests_total{method="GET",route="/healthz"')
+    ]
+    # Whichever workers took them, all 30 are counted (the test's readiness polls add a few).
+    assert float(line.split()[-1]) >= 30
+    # Read from every worker's files (multiprocess mode), not from the one process that answered.
+    assert "python_info" not in text
