@@ -8,7 +8,7 @@ PORT ?= 8000
 DEMO_ROWS ?= 1000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run dev test lint migrate clean
+.PHONY: run dev test lint migrate bench clean
 
 # The venv is rebuilt only when a requirements file changes, so a second `make run` starts at once.
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -32,6 +32,10 @@ test: lint  ## lint, then the whole test suite (PostgreSQL too when TEST_DATABAS
 lint: $(BIN)/.installed  ## ruff: lint and formatting
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench: $(BIN)/.installed  ## benchmarks (bench/run.py): needs wrk, installed here when missing
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -63,6 +63,8 @@ class Config:
     RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "2"))
     WAIT_MAX_SECONDS = int(os.environ.get("WAIT_MAX_SECONDS", "30"))
     WAIT_POLL_INTERVAL = float(os.environ.get("WAIT_POLL_INTERVAL", "0.1"))
+    # Completed recordings kept rendered in each worker (about 0.5 KB each); they never change.
+    COMPLETED_CACHE_SIZE = int(os.environ.get("COMPLETED_CACHE_SIZE", "100000"))
 
     # flask-smorest / OpenAPI
     API_TITLE = "recordings-service"

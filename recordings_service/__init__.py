@@ -11,6 +11,7 @@ from .api_keys import document_security, require_api_key
 from .database import configure_engine
 from .errors import register_error_handlers
 from .extensions import api, db, migrate
+from .lookup import CompletedRecordings
 from .observability import configure_logging, register_observability
 from .waiting import ChangeWatcher
 
@@ -45,6 +46,7 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         configure_engine(db.engine)
     app.extensions["recording_watcher"] = ChangeWatcher(app, app.config["WAIT_POLL_INTERVAL"])
+    app.extensions["completed_recordings"] = CompletedRecordings(app.config["COMPLETED_CACHE_SIZE"])
 
 
 def register_blueprints(app: Flask) -> None:

@@ -10,14 +10,14 @@ from werkzeug.http import parse_dict_header
 
 from .domain import Status
 from .errors import ErrorSchema
-from .recordings import SessionConflict, find_recording, list_recordings, register_recording
+from .lookup import render_lookup
+from .recordings import SessionConflict, list_recordings, register_recording
 from .schemas import (
     ListQuerySchema,
     RecordingPageSchema,
     RecordingSchema,
     RegistrationSchema,
     Rendered,
-    render_recording,
 )
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,13 @@ def get_recording(recording_id: str):
 
 def _render(recording_id: str) -> Rendered:
     try:
-        recording = find_recording(recording_id)
+        rendered = render_lookup(recording_id, current_app.extensions["completed_recordings"])
     except SQLAlchemyError:
         log.exception("looking up recording %r failed", recording_id)
         abort(500, message=QUERY_FAILED)
-    if recording is None:
+    if rendered is None:
         abort(404, message=NOT_FOUND)
-    return render_recording(recording)
+    return rendered
 
 
 def requested_wait(prefer: str | None, most: int) -> int | None:

@@ -31,17 +31,16 @@ def http(method: str, url: str, data: bytes | None = None, headers: dict | None 
 
 
 @contextmanager
-def gunicorn(database_url: str, workers: int = 2, **env):
-    """Serve wsgi:app with gunicorn.conf.py on ``database_url``; yield the base URL."""
+def gunicorn(database_url: str, workers: int | None = 2, app: str = "wsgi:app", **env):
+    """Serve ``app`` with gunicorn.conf.py on ``database_url``; yield the base URL.
+
+    ``workers=None`` leaves gunicorn.conf.py's own count, as `make run` does.
+    """
     port = free_port()
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        **env,
-    }
-    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
+    environment = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), **env}
+    if workers is not None:
+        environment["WEB_CONCURRENCY"] = str(workers)
+    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app]
     # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the workers.
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
@@ -60,6 +59,7 @@ def gunicorn(database_url: str, workers: int = 2, **env):
                     raise
                 time.sleep(0.1)
         yield base
+        process.poll()  # still running: the caller may read its pid
     finally:
         process.terminate()
         try:

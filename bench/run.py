@@ -1,0 +1,197 @@
+"""`make bench`: the lookup against a lean baseline and a ceiling, on SQLite and PostgreSQL, with wrk.
+
+Every server is gunicorn with gunicorn.conf.py, exactly as `make run` serves the app; wrk runs
+1 thread, 16 connections, 10 s, random existing ids with 1 in 10 missing. Also measured: the lookup at
+10,000 and 1,000,000 rows, callbacks applied per second (PostgreSQL), memory per worker. Prints a table
+and writes bench/results.json. Needs wrk, and PostgreSQL at BENCH_POSTGRES_URL (default: the local one).
+"""
+
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from recordings_service.simulation import OUTCOMES, call_sequence, new_session_id  # noqa: E402
+from tests.servers import gunicorn  # noqa: E402
+
+POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+SERVERS = {"app": "wsgi:app", "baseline": "bench.baseline:app", "ceiling": "bench.ceiling:app"}
+
+
+def flask(url: str, *args: str) -> None:
+    env = {**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "text"}
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+@contextmanager
+def database(kind: str, rows: int):
+    """A fresh, migrated database of ``kind`` holding ``rows`` demo recordings: its URL."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as directory:
+            url = f"sqlite:///{directory}/bench.db"
+            flask(url, "db", "upgrade")
+            flask(url, "recordings", "seed-demo", "--count", str(rows))
+            yield url
+        return
+    admin = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    name = f"recordings_bench_{rows}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.engine.make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    try:
+        flask(url, "db", "upgrade")
+        flask(url, "recordings", "seed-demo", "--count", str(rows))
+        # Fresh statistics after the bulk load, as autovacuum would give a table in service.
+        bench_db = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with bench_db.connect() as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE voice_recordings")
+        bench_db.dispose()
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def wrk(base: str, script: str, **env) -> dict:
+    command = ["wrk", "-t1", "-c16", f"-d{SECONDS}s", "-s", str(ROOT / "bench" / script), base]
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, env={**os.environ, **env}
+    ).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    seconds = result["duration_us"] / 1e6
+    return {
+        "requests_per_s": round(result["requests"] / seconds, 1),
+        "p50_ms": round(result["p50_us"] / 1000, 2),
+        "p99_ms": round(result["p99_us"] / 1000, 2),
+        "socket_errors": result["socket_errors"],
+        "non_2xx_3xx": result["non_2xx_3xx"],
+        "requests": result["requests"],
+    }
+
+
+def worker_rss_mb(pid_file: Path) -> list[float]:
+    master = pid_file.read_text().strip()
+    sizes = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == master:
+            sizes.append(round(int(fields["VmRSS"].split()[0]) / 1024, 1))
+    return sorted(sizes)
+
+
+def serve_and_load(url: str, target: str, script: str = "lookup.lua", **env) -> dict:
+    pid_file = Path(tempfile.mkdtemp()) / "gunicorn.pid"
+    with gunicorn(
+        url, workers=None, app=target, GUNICORN_CMD_ARGS=f"--pid {pid_file}", LOG_FORMAT="text"
+    ) as base:
+        result = wrk(base, script, **env)
+        result["worker_rss_mb"] = worker_rss_mb(pid_file)
+    return result
+
+
+def lookups(kind: str) -> dict:
+    with database(kind, 100_000) as url:
+        results = {name: serve_and_load(url, target, ROWS="100000") for name, target in SERVERS.items()}
+    app, baseline, ceiling = results["app"], results["baseline"], results["ceiling"]
+    results["app_over_baseline"] = round(app["requests_per_s"] / baseline["requests_per_s"], 2)
+    results["app_over_ceiling"] = round(app["requests_per_s"] / ceiling["requests_per_s"], 2)
+    return results
+
+
+def scaling(kind: str) -> dict:
+    """The lookup's p50 with 10,000 rows and with 1,000,000."""
+    out = {}
+    for rows in (10_000, 1_000_000):
+        with database(kind, rows) as url:
+            out[f"p50_ms_at_{rows}"] = serve_and_load(url, SERVERS["app"], ROWS=str(rows))["p50_ms"]
+    out["p50_1m_over_10k"] = round(out["p50_ms_at_1000000"] / out["p50_ms_at_10000"], 2)
+    return out
+
+
+def callbacks_per_second() -> dict:
+    """Shuffled, duplicated AT calls posted by 16 connections to the app on PostgreSQL."""
+    rng = random.Random(7)
+    posts = [
+        fields
+        for n in range(3000)
+        for fields in call_sequence(new_session_id(rng), list(OUTCOMES)[n % 4], rng)
+    ]
+    posts += rng.sample(posts, len(posts) // 3)
+    rng.shuffle(posts)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as bodies:
+        bodies.writelines(urllib.parse.urlencode(fields) + "\n" for fields in posts)
+    with database("postgresql", 0) as url:
+        result = serve_and_load(url, SERVERS["app"], "callbacks.lua", BODIES=bodies.name)
+    os.unlink(bodies.name)
+    applied = result["requests"] - result["non_2xx_3xx"]
+    return {
+        "callbacks_per_s": round(applied / SECONDS, 1),
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+        "refused_or_failed": result["non_2xx_3xx"],
+        "worker_rss_mb": result["worker_rss_mb"],
+    }
+
+
+def main() -> None:
+    results = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "wrk": f"1 thread, 16 connections, {SECONDS} s, random ids, 1 in 10 missing",
+    }
+    for kind in ("sqlite", "postgresql"):
+        results[kind] = lookups(kind)
+        results[kind]["scaling"] = scaling(kind)
+    results["callbacks_postgresql"] = callbacks_per_second()
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    print(f"{results['date']}  {results['machine']}  wrk: {results['wrk']}")
+    print(f"{'':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'RSS/worker MB':>16}")
+    for kind in ("sqlite", "postgresql"):
+        for name in SERVERS:
+            row = results[kind][name]
+            rss = max(row["worker_rss_mb"]) if row["worker_rss_mb"] else 0
+            print(
+                f"{kind + ' ' + name:<22}{row['requests_per_s']:>10}{row['p50_ms']:>9}{row['p99_ms']:>9}{rss:>16}"
+            )
+        scale = results[kind]["scaling"]
+        print(
+            f"{kind}: app/baseline {results[kind]['app_over_baseline']}x, app/ceiling {results[kind]['app_over_ceiling']}x;"
+            f" p50 {scale['p50_ms_at_10000']} ms at 10k rows, {scale['p50_ms_at_1000000']} ms at 1M"
+            f" ({scale['p50_1m_over_10k']}x)"
+        )
+    cb = results["callbacks_postgresql"]
+    print(
+        f"callbacks (PostgreSQL, 16 connections): {cb['callbacks_per_s']}/s, p50 {cb['p50_ms']} ms, p99 {cb['p99_ms']} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
