@@ -9,6 +9,7 @@ import hmac
 import ipaddress
 import logging
 from functools import lru_cache
+from urllib.parse import parse_qsl
 from xml.etree.ElementTree import Element, SubElement, tostring
 
 from flask import Response, current_app, g, request
@@ -55,6 +56,12 @@ def guard():
         abort(403, message="Callbacks are not accepted from this address")
     if request.mimetype != FORM:
         abort(400, message=f"A callback must be a form ({FORM}), not {request.mimetype or 'empty'}")
+    # Werkzeug would decode bad bytes as U+FFFD and store a mangled callback; refuse it instead.
+    # (Reading the body here is bounded by MAX_CONTENT_LENGTH; the form is then parsed from the cache.)
+    try:
+        parse_qsl(request.get_data(cache=True).decode(), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        abort(400, message="A callback must be UTF-8")
     # Werkzeug caps the parts of multipart bodies only; AT's url-encoded ones are counted here.
     if len(request.form) > config["MAX_FORM_PARTS"]:
         abort(413, message=f"A callback has at most {config['MAX_FORM_PARTS']} fields")

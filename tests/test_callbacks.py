@@ -310,3 +310,16 @@ def test_when_the_database_fails_the_callback_is_a_500_not_an_acknowledgement(ap
     # Posted again once the database is back, it is taken.
     assert client.post(CALLBACK, data=RECORDED[-1]).status_code == 200
     assert outcome(client, RECORDED_ID) == EXPECTED[RECORDED_ID]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"isActive=1&sessionId=ATVId_a&note=%FF%FE", b"isActive=1&sessionId=ATVId_a&note=\xff\xfe"],
+    ids=["percent-escaped", "raw"],
+)
+def test_a_body_that_is_not_utf8_is_refused(app, client, body):
+    response = client.post(CALLBACK, data=body, content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    assert response.json == {"detail": "A callback must be UTF-8"}
+    assert stored(app) == []
