@@ -8,7 +8,7 @@ PORT ?= 8000
 DEMO_ROWS ?= 1000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run dev test lint migrate bench clean
+.PHONY: run dev test faults lint migrate bench clean
 
 # The venv is rebuilt only when a requirements file changes, so a second `make run` starts at once.
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -26,8 +26,11 @@ run: migrate  ## serve with gunicorn on 0.0.0.0:$(PORT)
 dev: migrate  ## Flask's debug server on port 8000, reloading on change
 	$(FLASK) run --debug --port $(PORT)
 
-test: lint  ## lint, then the whole test suite (PostgreSQL too when TEST_DATABASE_URL is set)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: lint  ## lint, then the test suite (PostgreSQL too when TEST_DATABASE_URL is set)
+	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
+
+faults: $(BIN)/.installed  ## fault tests: stops and restarts the local PostgreSQL, kills workers
+	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed  ## ruff: lint and formatting
 	$(BIN)/ruff check .

@@ -37,7 +37,8 @@ def _scratch_postgresql() -> tuple[str, sa.Engine]:
     if not base:
         pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL tests not run")
     admin_url = make_url(database_url(base))
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    # No pool: a fault test may restart the server, which would leave a pooled connection dead.
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     name = f"recordings_test_{uuid.uuid4().hex[:8]}"
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -52,15 +53,32 @@ def database(request, tmp_path_factory):
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/recordings.db"
     else:
         url, admin = _scratch_postgresql()
+    _migrate(url)
+    yield url
+    if admin is not None:
+        _drop(url, admin)
+
+
+@pytest.fixture
+def postgresql_url():
+    """A migrated PostgreSQL database of the test's own (for tests that are about PostgreSQL itself)."""
+    url, admin = _scratch_postgresql()
+    _migrate(url)
+    yield url
+    _drop(url, admin)
+
+
+def _migrate(url: str) -> None:
     app = create_app(config_for(url))
     with app.app_context():
         flask_migrate.upgrade()
         db.engine.dispose()
-    yield url
-    if admin is not None:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)')
-        admin.dispose()
+
+
+def _drop(url: str, admin: sa.Engine) -> None:
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)')
+    admin.dispose()
 
 
 @pytest.fixture

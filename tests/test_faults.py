@@ -1,0 +1,276 @@
+"""Things breaking under load (`make faults`): nothing acknowledged is lost, and the service recovers.
+
+The PostgreSQL outage test stops and starts the machine's PostgreSQL server with pg_ctlcluster, and
+always starts it again, even when the test fails.
+"""
+
+import glob
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from recordings_service import create_app
+from recordings_service.extensions import db
+from recordings_service.lifecycle import replay
+from recordings_service.models import StoredCallback
+from recordings_service.simulation import OUTCOMES, call_sequence, new_session_id
+from tests.servers import gunicorn, http
+from tests.support import config_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+SEED_500 = {"detail": "Failed to query recording status"}
+
+
+def storm(calls: int, seed: int) -> tuple[list[dict], dict[str, tuple]]:
+    """Shuffled, duplicated deliveries of ``calls`` AT calls, and what each recording must end as."""
+    rng = random.Random(seed)
+    posts, expected = [], {}
+    for n in range(calls):
+        outcome = list(OUTCOMES)[n % len(OUTCOMES)]
+        session_id = new_session_id(rng)
+        sequence = call_sequence(session_id, outcome, rng)
+        status, reason = OUTCOMES[outcome]
+        expected[session_id] = (status.value, sequence[-1].get("recordingUrl") or None, reason)
+        posts += sequence
+    deliveries = posts + rng.sample(posts, len(posts) // 4)
+    rng.shuffle(deliveries)
+    return deliveries, expected
+
+
+def post(base: str, fields: dict) -> int | None:
+    """POST one callback; its status, or None when no answer came (connection refused or cut)."""
+    try:
+        return http("POST", base + "/api/v1/voice/callback", urllib.parse.urlencode(fields).encode(), FORM)[0]
+    except OSError:
+        return None
+
+
+def settle(base: str, deliveries: list[dict], answers: list[int | None]) -> int:
+    """Post again every delivery that got no 2xx, as AT would have to; return how many were retried."""
+    retried = [
+        fields for fields, status in zip(deliveries, answers, strict=True) if status is None or status >= 300
+    ]
+    for fields in retried:
+        assert post(base, fields) == 200
+    return len(retried)
+
+
+def assert_outcomes(base: str, expected: dict[str, tuple]) -> None:
+    for recording_id, (status, url, reason) in expected.items():
+        code, _, body = http("GET", base + f"/api/v1/voice/recordings/{recording_id}")
+        assert code == 200, (recording_id, body)
+        got = json.loads(body)
+        assert (got["status"], got["recording_url"], got["failure_reason"]) == (status, url, reason), (
+            recording_id
+        )
+
+
+def assert_every_callback_stored_once_and_applied(url: str, deliveries: list[dict]) -> None:
+    app = create_app(config_for(url))
+    with app.app_context():
+        rows = db.session.execute(sa.select(StoredCallback.fields, StoredCallback.duplicate)).all()
+        originals = sorted(json.dumps(fields, sort_keys=True) for fields, duplicate in rows if not duplicate)
+        assert originals == sorted({json.dumps(fields, sort_keys=True) for fields in deliveries})
+        # What is stored is what is applied: rebuilding from the stored callbacks changes nothing.
+        assert replay().changed == []
+        db.engine.dispose()
+
+
+# --- PostgreSQL stops in the middle of a storm ------------------------------------------------
+
+
+def _cluster() -> list[str]:
+    version = sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(p) for p in v.split(".")])[-1]
+    return [version, "main"]
+
+
+def _pg_ctl(action: str) -> None:
+    subprocess.run(
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            *_cluster(),
+            action,
+            *(["-m", "fast"] if action == "stop" else []),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def _pg_ready() -> bool:
+    return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"], timeout=30).returncode == 0
+
+
+@pytest.fixture
+def restartable_postgresql(postgresql_url):
+    """A PostgreSQL database whose server the test may stop; started again afterwards, whatever happens."""
+    try:
+        yield postgresql_url
+    finally:
+        if not _pg_ready():
+            _pg_ctl("start")
+        deadline = time.monotonic() + 60
+        while not _pg_ready() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
+def test_postgresql_stopping_mid_storm_loses_nothing_acknowledged(restartable_postgresql):
+    url = restartable_postgresql
+    deliveries, expected = storm(calls=60, seed=11)
+    half = len(deliveries) // 2
+    with gunicorn(url, workers=2) as base:
+        with ThreadPoolExecutor(8) as pool:
+            before = list(pool.map(lambda fields: post(base, fields), deliveries[:half]))
+            _pg_ctl("stop")
+            during = list(pool.map(lambda fields: post(base, fields), deliveries[half:]))
+            lookup = http("GET", base + f"/api/v1/voice/recordings/{next(iter(expected))}")
+            _pg_ctl("start")
+        assert before == [200] * half
+        # Nothing is acknowledged while the database is down: each answer is a 5xx.
+        assert during and all(status is not None and status >= 500 for status in during), during
+        assert (lookup[0], json.loads(lookup[2])) == (500, SEED_500)
+        # The same server, not restarted, takes the callbacks again once PostgreSQL is back.
+        deadline = time.monotonic() + 30
+        while http("GET", base + "/readyz")[0] != 200:
+            assert time.monotonic() < deadline, "the service did not recover"
+            time.sleep(0.5)
+        assert settle(base, deliveries, before + during) == len(during)
+        assert_outcomes(base, expected)
+    assert_every_callback_stored_once_and_applied(url, deliveries)
+
+
+# --- A worker is killed in the middle of a storm ----------------------------------------------
+
+
+def _workers(pid_file: Path) -> list[int]:
+    master = pid_file.read_text().strip()
+    children = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == master:
+            children.append(int(Path(stat).parent.name))
+    return children
+
+
+def test_a_worker_killed_mid_storm_leaves_no_half_applied_callback(database):
+    deliveries, expected = storm(calls=80, seed=12)
+    pid_file = Path(tempfile.mkdtemp()) / "gunicorn.pid"
+    with gunicorn(database, workers=2, GUNICORN_CMD_ARGS=f"--pid {pid_file}") as base:
+        answered, answered_when_killed, victims = [], [], []
+
+        def post_counted(fields):
+            status = post(base, fields)
+            answered.append(status)
+            return status
+
+        def kill_a_worker():
+            answered_when_killed.append(len(answered))
+            victims.append(_workers(pid_file)[0])
+            os.kill(victims[0], signal.SIGKILL)
+
+        killer = threading.Timer(0.5, kill_a_worker)
+        killer.start()
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(post_counted, deliveries))
+        killer.join()
+        # The kill came in the middle of the storm, and the master replaced the worker.
+        assert 0 < answered_when_killed[0] < len(deliveries)
+        workers = _workers(pid_file)
+        assert victims[0] not in workers and len(workers) == 2
+        # A callback in the killed worker's hands got no answer; AT's side would post it again.
+        settle(base, deliveries, answers)
+        assert_outcomes(base, expected)
+    assert_every_callback_stored_once_and_applied(database, deliveries)
+
+
+# --- Abusive requests, while other clients are served -----------------------------------------
+
+
+def _raw_request(port: int, payload: bytes, timeout: float = 30) -> bytes:
+    """Send ``payload`` on a new connection; return what came back (b"" if the server cut it off)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(payload)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+
+
+def _status(answer: bytes) -> int | None:
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None
+
+
+def _form_request(body: bytes) -> bytes:
+    head = f"POST /api/v1/voice/callback HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    return head.encode() + body
+
+
+def _slow_client(port: int, seconds: int) -> bytes:
+    """Send a callback a byte a second for ``seconds`` seconds, then stop; what came back."""
+    payload = _form_request(b"isActive=1&sessionId=ATVId_slow" + b"x" * 100)
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds + 30) as sock:
+        try:
+            for byte in payload[:seconds]:
+                sock.sendall(bytes([byte]))
+                time.sleep(1)
+            sock.shutdown(socket.SHUT_WR)
+            return sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+
+
+def test_abusive_requests_get_4xx_or_are_cut_off_while_others_are_served(database, runner):
+    runner.invoke(args=["recordings", "seed-demo", "--count", "10"])
+    with gunicorn(database, workers=2) as base:
+        port = int(base.rsplit(":", 1)[1])
+        abuse = {
+            "10 MB body": _form_request(b"isActive=1&sessionId=ATVId_big&pad=" + b"x" * 10_000_000),
+            "10,000 fields": _form_request(
+                b"&".join([b"isActive=1&sessionId=ATVId_many"] + [b"%x=" % n for n in range(10_000)])
+            ),
+            "invalid UTF-8": _form_request(b"isActive=1&sessionId=ATVId_bad&note=\xff\xfe\xfd"),
+        }
+        with ThreadPoolExecutor(8) as pool:
+            slow = pool.submit(_slow_client, port, 8)
+            answers = {name: pool.submit(_raw_request, port, payload) for name, payload in abuse.items()}
+            # Meanwhile, ordinary clients are answered as usual.
+            served = [
+                http("GET", base + f"/api/v1/voice/recordings/conf_{n % 10:010d}")[0] for n in range(40)
+            ]
+            results = {name: future.result() for name, future in answers.items()}
+            slow_answer = slow.result()
+
+            # None of them changed anything.
+            missing = [
+                http("GET", base + f"/api/v1/voice/recordings/ATVId_{name}")[0]
+                for name in ("big", "many", "bad", "slow")
+            ]
+
+    assert served == [200] * 40
+    for name, answer in [*results.items(), ("slow client", slow_answer)]:
+        if answer:  # cut off is fine; an answer must be a 4xx with the JSON error body
+            assert 400 <= (_status(answer) or 0) < 500, (name, answer[:200])
+            assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["detail"], name
+    assert missing == [404] * 4
