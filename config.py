@@ -40,7 +40,8 @@ class Config:
 
     # A relative SQLite path lives in the instance folder (Flask-SQLAlchemy resolves it there).
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL", "sqlite:///recordings.db"))
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # No pool_pre_ping: stale PostgreSQL connections are found without a round trip (database.py).
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
     SQLALCHEMY_RECORD_QUERIES = False
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 
@@ -105,7 +106,7 @@ class ProductionConfig(Config):
 
     # No fallback: an unset DATABASE_URL must stop the app, not quietly write to a local SQLite file.
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL", ""))
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_size": 5, "max_overflow": 5}
     API_AUTH_REQUIRED = _env_flag("API_AUTH_REQUIRED", default=True)
 
     @staticmethod

@@ -11,13 +11,16 @@ import threading
 from cachetools import LRUCache
 from sqlalchemy import bindparam, select
 
+from .database import single_read
 from .domain import Status, is_valid_recording_id
 from .extensions import db
 from .models import Recording
-from .schemas import Rendered, render_recording
+from .schemas import Rendered, recording_schema, render_recording
 
-_BY_ID = select(*(column for column in Recording.__table__.columns)).where(
-    Recording.__table__.c.recording_id == bindparam("recording_id")
+_recordings = Recording.__table__
+# The columns the body shows, and no more: each one costs the driver and the row processing.
+_BY_ID = select(*(_recordings.c[name] for name in recording_schema.fields)).where(
+    _recordings.c.recording_id == bindparam("recording_id")
 )
 
 
@@ -45,7 +48,7 @@ def render_lookup(recording_id: str, completed: CompletedRecordings) -> Rendered
     rendered = completed.get(recording_id)
     if rendered is not None:
         return rendered
-    with db.engine.connect() as connection:
+    with single_read(db.engine) as connection:
         row = connection.execute(_BY_ID, {"recording_id": recording_id}).first()
     if row is None:
         return None

@@ -173,3 +173,28 @@ def test_unexpected_error_is_a_json_500(make_app):
 
     assert response.status_code == 500
     assert response.json == {"detail": "Internal server error"}
+
+
+def test_connections_the_server_closed_are_replaced_not_served(postgresql_url):
+    """A PostgreSQL restart or a terminated backend leaves dead connections in each worker's pool:
+    the next requests must get fresh ones, not a 500."""
+    app = create_app(config_for(postgresql_url))
+    client = app.test_client()
+    assert client.get(URL + "conf_1").status_code == 404  # the pool now holds a connection
+
+    with app.app_context():
+        database = db.engine.url.database
+    killer = sa.create_engine(config_for(postgresql_url).SQLALCHEMY_DATABASE_URI, poolclass=sa.pool.NullPool)
+    with killer.connect() as connection:
+        terminated = connection.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = :database AND pid <> pg_backend_pid()"
+            ),
+            {"database": database},
+        ).scalar_one()
+    assert terminated >= 1
+
+    assert [client.get(URL + "conf_1").status_code for _ in range(3)] == [404] * 3
+    with app.app_context():
+        db.engine.dispose()

@@ -42,6 +42,26 @@ def test_the_current_etag_gets_a_304_without_a_body(client, live):
     assert response.headers["ETag"] == etag
 
 
+@pytest.mark.parametrize(
+    ("if_none_match", "status"),
+    [
+        ('"other", {etag}', 304),  # one of several tags the client holds
+        ("W/{etag}", 304),  # If-None-Match compares weakly (RFC 9110 13.1.2)
+        ("*", 304),
+        ('"other"', 200),
+        ("", 200),
+    ],
+)
+def test_if_none_match_forms(client, live, if_none_match, status):
+    etag = client.get(LOOKUP + live).headers["ETag"]
+
+    response = client.get(LOOKUP + live, headers={"If-None-Match": if_none_match.format(etag=etag)})
+
+    assert response.status_code == status
+    assert (response.data == b"") == (status == 304)
+    assert "Content-Type" not in response.headers if status == 304 else response.is_json
+
+
 def test_the_etag_changes_exactly_when_the_body_does(client, live):
     first = client.get(LOOKUP + live).headers["ETag"]
 
