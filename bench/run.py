@@ -50,6 +50,7 @@ def database(kind: str, rows: int):
             url = f"sqlite:///{directory}/bench.db"
             flask(url, "db", "upgrade")
             flask(url, "recordings", "seed-demo", "--count", str(rows))
+            os.sync()  # the kernel writing the new file out must not compete with the load
             yield url
         return
     admin = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
@@ -65,7 +66,9 @@ def database(kind: str, rows: int):
         bench_db = sa.create_engine(url, isolation_level="AUTOCOMMIT")
         with bench_db.connect() as connection:
             connection.exec_driver_sql("VACUUM ANALYZE voice_recordings")
+            connection.exec_driver_sql("CHECKPOINT")
         bench_db.dispose()
+        os.sync()
         yield url
     finally:
         with admin.connect() as connection:
@@ -76,7 +79,11 @@ def database(kind: str, rows: int):
 def wrk(base: str, script: str, **env) -> dict:
     command = ["wrk", "-t1", "-c16", f"-d{SECONDS}s", "-s", str(ROOT / "bench" / script), base]
     output = subprocess.run(
-        command, capture_output=True, text=True, check=True, env={**os.environ, **env}
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "BENCH_DIR": str(ROOT / "bench"), **env},
     ).stdout
     result = json.loads(output.strip().splitlines()[-1])
     seconds = result["duration_us"] / 1e6
@@ -123,11 +130,14 @@ def lookups(kind: str) -> dict:
 
 
 def scaling(kind: str) -> dict:
-    """The lookup's p50 with 10,000 rows and with 1,000,000."""
+    """The lookup's p50 with 10,000 rows and with 1,000,000: each measured twice, in turn, best kept,
+    so that a disturbance of the machine during one run does not pass for a cost of the table's size."""
     out = {}
-    for rows in (10_000, 1_000_000):
-        with database(kind, rows) as url:
-            out[f"p50_ms_at_{rows}"] = serve_and_load(url, SERVERS["app"], ROWS=str(rows))["p50_ms"]
+    with database(kind, 10_000) as small, database(kind, 1_000_000) as large:
+        runs = [(rows, url) for _ in range(2) for rows, url in ((10_000, small), (1_000_000, large))]
+        for rows, url in runs:
+            p50 = serve_and_load(url, SERVERS["app"], ROWS=str(rows))["p50_ms"]
+            out[f"p50_ms_at_{rows}"] = min(p50, out.get(f"p50_ms_at_{rows}", p50))
     out["p50_1m_over_10k"] = round(out["p50_ms_at_1000000"] / out["p50_ms_at_10000"], 2)
     return out
 
