@@ -56,7 +56,7 @@ def main(kind: str) -> None:
         profiler = Profiler(interval=0.0001)
         with profiler:
             call_all(app, requests)
-        print(profiler.output_text(color=False, short_id_only=False, show_all=False))
+        print(profiler.output_text(color=False))
 
 
 if __name__ == "__main__":

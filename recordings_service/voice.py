@@ -99,7 +99,7 @@ def get_recording(recording_id: str):
         mimetype="application/json",
     )
     response.set_etag(rendered.etag)
-    response.cache_control.no_cache = True
+    response.headers["Cache-Control"] = "no-cache"  # revalidate: send the ETag back
     if not rendered.status.is_terminal:
         response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER_SECONDS"])
     if waited:
