@@ -33,8 +33,14 @@ if os.environ.get("LOG_FORMAT", "json") == "json":
                 "()": "recordings_service.observability.json_formatter",
             }
         },
+        "filters": {"access_request_id": {"()": "recordings_service.observability.AccessLogRequestId"}},
         "handlers": {
-            "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+                "filters": ["access_request_id"],
+            },
             "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
         },
         # The app puts its own handler on the root logger (recordings_service.observability).

@@ -75,6 +75,16 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class AccessLogRequestId(logging.Filter):
+    """Give gunicorn's access lines the request id too, read from the response's X-Request-ID
+    (gunicorn passes its log atoms, response headers included, as the record's arguments)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        atoms = record.args if isinstance(record.args, dict) else {}
+        record.request_id = atoms.get("{x-request-id}o") or "-"
+        return True
+
+
 def json_formatter() -> JsonFormatter:
     return JsonFormatter(
         "{asctime}{levelname}{name}{message}{request_id}",

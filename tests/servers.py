@@ -31,10 +31,11 @@ def http(method: str, url: str, data: bytes | None = None, headers: dict | None 
 
 
 @contextmanager
-def gunicorn(database_url: str, workers: int | None = 2, app: str = "wsgi:app", **env):
+def gunicorn(database_url: str, workers: int | None = 2, app: str = "wsgi:app", log_to=None, **env):
     """Serve ``app`` with gunicorn.conf.py on ``database_url``; yield the base URL.
 
-    ``workers=None`` leaves gunicorn.conf.py's own count, as `make run` does.
+    ``workers=None`` leaves gunicorn.conf.py's own count, as `make run` does. The server's output goes
+    to the file ``log_to`` when given (a path), else to a scratch file.
     """
     port = free_port()
     environment = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), **env}
@@ -42,7 +43,7 @@ def gunicorn(database_url: str, workers: int | None = 2, app: str = "wsgi:app", 
         environment["WEB_CONCURRENCY"] = str(workers)
     command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app]
     # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the workers.
-    log = tempfile.TemporaryFile()
+    log = open(log_to, "w+b") if log_to else tempfile.TemporaryFile()  # noqa: SIM115 (closed below)
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

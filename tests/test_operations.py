@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import urllib.parse
 
 import pytest
 import sqlalchemy as sa
@@ -78,6 +79,27 @@ def test_logs_are_json_lines_carrying_the_request_id(client):
     assert response.status_code == 200
     assert lines and all(line["request_id"] == "req-1" for line in lines)
     assert {"time", "level", "logger", "message"} <= set(lines[0])
+
+
+@pytest.mark.slow
+def test_gunicorn_access_lines_are_json_with_the_request_id_and_no_token(database, tmp_path):
+    log = tmp_path / "server.log"
+    token = "s3cret-callback-token"
+    form = {"Content-Type": "application/x-www-form-urlencoded", "X-Request-ID": "req-42"}
+    with gunicorn(database, workers=1, log_to=log, LOG_FORMAT="json", VOICE_CALLBACK_TOKEN=token) as base:
+        body = urllib.parse.urlencode(RECORDED[0]).encode()
+        assert http("POST", f"{base}/api/v1/voice/callback?token={token}", body, form)[0] == 200
+        assert (
+            http("GET", f"{base}/api/v1/voice/recordings/nope", headers={"X-Request-ID": "req-43"})[0] == 404
+        )
+
+    text = log.read_text()
+    access = [json.loads(line) for line in text.splitlines() if '"gunicorn.access"' in line]
+    assert [line["request_id"] for line in access if "/healthz" not in line["message"]] == [
+        "req-42",
+        "req-43",
+    ]
+    assert token not in text
 
 
 def test_metrics_count_requests_callbacks_and_recordings(client):
