@@ -56,7 +56,8 @@ def guard():
         abort(403, message="Callbacks are not accepted from this address")
     if request.mimetype != FORM:
         abort(400, message=f"A callback must be a form ({FORM}), not {request.mimetype or 'empty'}")
-    # Werkzeug would decode bad bytes as U+FFFD and store a mangled callback; refuse it instead.
+    # Werkzeug does not refuse bytes that are not UTF-8: raw ones empty the whole form, percent-escaped
+    # ones (%FF) reach the callback as the literal text "%FF". Refuse both, saying why.
     # (Reading the body here is bounded by MAX_CONTENT_LENGTH; the form is then parsed from the cache.)
     try:
         parse_qsl(request.get_data(cache=True).decode(), keep_blank_values=True, errors="strict")
