@@ -24,8 +24,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recordings_service.simulation import OUTCOMES, call_sequence, new_session_id  # noqa: E402
-from tests.servers import gunicorn  # noqa: E402
+from recordings_service.simulation import storm  # noqa: E402
+from tests.servers import gunicorn, worker_pids  # noqa: E402
 
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -99,15 +99,14 @@ def wrk(base: str, script: str, seconds: int = SECONDS, **env) -> dict:
 
 
 def worker_rss_mb(pid_file: Path) -> list[float]:
-    master = pid_file.read_text().strip()
     sizes = []
-    for status in Path("/proc").glob("[0-9]*/status"):
+    for pid in worker_pids(pid_file):
         try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        if fields.get("PPid", "").strip() == master:
-            sizes.append(round(int(fields["VmRSS"].split()[0]) / 1024, 1))
+        rss_kb = next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]
+        sizes.append(round(int(rss_kb) / 1024, 1))
     return sorted(sizes)
 
 
@@ -154,14 +153,7 @@ def scaling(kind: str) -> dict:
 
 def callbacks_per_second() -> dict:
     """Shuffled, duplicated AT calls posted by 16 connections to the app on PostgreSQL."""
-    rng = random.Random(7)
-    posts = [
-        fields
-        for n in range(3000)
-        for fields in call_sequence(new_session_id(rng), list(OUTCOMES)[n % 4], rng)
-    ]
-    posts += rng.sample(posts, len(posts) // 3)
-    rng.shuffle(posts)
+    posts, _ = storm(3000, random.Random(7), twice_one_in=3)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as bodies:
         bodies.writelines(urllib.parse.urlencode(fields) + "\n" for fields in posts)
     with database("postgresql", 0) as url:

@@ -1,5 +1,6 @@
 """Running the app as operators do: gunicorn with gunicorn.conf.py, on a free local port."""
 
+import json
 import os
 import socket
 import subprocess
@@ -7,11 +8,13 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def free_port() -> int:
@@ -30,6 +33,33 @@ def http(method: str, url: str, data: bytes | None = None, headers: dict | None 
         return error.code, error.headers, error.read()
 
 
+def post_callback(base: str, fields: dict, query: str = "", headers: dict | None = None) -> int:
+    """POST one AT callback, form-encoded as AT sends it; its status (OSError when no answer came)."""
+    body = urllib.parse.urlencode(fields).encode()
+    return http("POST", f"{base}/api/v1/voice/callback{query}", body, {**FORM, **(headers or {})})[0]
+
+
+def lookup(base: str, recording_id: str) -> dict:
+    """The lookup's body of a recording that must exist."""
+    status, _, body = http("GET", f"{base}/api/v1/voice/recordings/{recording_id}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def worker_pids(pid_file: Path) -> list[int]:
+    """The workers of the gunicorn master whose pid is in ``pid_file`` (``--pid``)."""
+    master = pid_file.read_text().strip()
+    workers = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            parent = next(line for line in status.read_text().splitlines() if line.startswith("PPid:"))
+        except (OSError, StopIteration):
+            continue
+        if parent.split()[1] == master:
+            workers.append(int(status.parent.name))
+    return workers
+
+
 @contextmanager
 def gunicorn(database_url: str, workers: int | None = 2, app: str = "wsgi:app", log_to=None, **env):
     """Serve ``app`` with gunicorn.conf.py on ``database_url``; yield the base URL.
@@ -43,7 +73,7 @@ def gunicorn(database_url: str, workers: int | None = 2, app: str = "wsgi:app", 
         environment["WEB_CONCURRENCY"] = str(workers)
     command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app]
     # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the workers.
-    log = open(log_to, "w+b") if log_to else tempfile.TemporaryFile()  # noqa: SIM115 (closed below)
+    log = open(log_to, "w+b") if log_to else tempfile.TemporaryFile()
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

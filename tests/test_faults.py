@@ -4,7 +4,6 @@ The PostgreSQL outage test stops and starts the machine's PostgreSQL server with
 always starts it again, even when the test fails.
 """
 
-import glob
 import json
 import os
 import random
@@ -14,7 +13,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,36 +23,19 @@ from recordings_service import create_app
 from recordings_service.extensions import db
 from recordings_service.lifecycle import replay
 from recordings_service.models import StoredCallback
-from recordings_service.simulation import OUTCOMES, call_sequence, new_session_id
-from tests.servers import gunicorn, http
+from recordings_service.simulation import storm
+from tests.servers import gunicorn, http, lookup, post_callback, worker_pids
 from tests.support import config_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 SEED_500 = {"detail": "Failed to query recording status"}
-
-
-def storm(calls: int, seed: int) -> tuple[list[dict], dict[str, tuple]]:
-    """Shuffled, duplicated deliveries of ``calls`` AT calls, and what each recording must end as."""
-    rng = random.Random(seed)
-    posts, expected = [], {}
-    for n in range(calls):
-        outcome = list(OUTCOMES)[n % len(OUTCOMES)]
-        session_id = new_session_id(rng)
-        sequence = call_sequence(session_id, outcome, rng)
-        status, reason = OUTCOMES[outcome]
-        expected[session_id] = (status.value, sequence[-1].get("recordingUrl") or None, reason)
-        posts += sequence
-    deliveries = posts + rng.sample(posts, len(posts) // 4)
-    rng.shuffle(deliveries)
-    return deliveries, expected
 
 
 def post(base: str, fields: dict) -> int | None:
     """POST one callback; its status, or None when no answer came (connection refused or cut)."""
     try:
-        return http("POST", base + "/api/v1/voice/callback", urllib.parse.urlencode(fields).encode(), FORM)[0]
+        return post_callback(base, fields)
     except OSError:
         return None
 
@@ -70,13 +51,9 @@ def settle(base: str, deliveries: list[dict], answers: list[int | None]) -> int:
 
 
 def assert_outcomes(base: str, expected: dict[str, tuple]) -> None:
-    for recording_id, (status, url, reason) in expected.items():
-        code, _, body = http("GET", base + f"/api/v1/voice/recordings/{recording_id}")
-        assert code == 200, (recording_id, body)
-        got = json.loads(body)
-        assert (got["status"], got["recording_url"], got["failure_reason"]) == (status, url, reason), (
-            recording_id
-        )
+    for recording_id, outcome in expected.items():
+        got = lookup(base, recording_id)
+        assert (got["status"], got["recording_url"], got["failure_reason"]) == outcome, recording_id
 
 
 def assert_every_callback_stored_once_and_applied(url: str, deliveries: list[dict]) -> None:
@@ -132,19 +109,19 @@ def restartable_postgresql(postgresql_url):
 
 def test_postgresql_stopping_mid_storm_loses_nothing_acknowledged(restartable_postgresql):
     url = restartable_postgresql
-    deliveries, expected = storm(calls=60, seed=11)
+    deliveries, expected = storm(60, random.Random(11), twice_one_in=4)
     half = len(deliveries) // 2
     with gunicorn(url, workers=2) as base:
         with ThreadPoolExecutor(8) as pool:
             before = list(pool.map(lambda fields: post(base, fields), deliveries[:half]))
             _pg_ctl("stop")
             during = list(pool.map(lambda fields: post(base, fields), deliveries[half:]))
-            lookup = http("GET", base + f"/api/v1/voice/recordings/{next(iter(expected))}")
+            lookup_during = http("GET", base + f"/api/v1/voice/recordings/{next(iter(expected))}")
             _pg_ctl("start")
         assert before == [200] * half
         # Nothing is acknowledged while the database is down: each answer is a 5xx.
         assert during and all(status is not None and status >= 500 for status in during), during
-        assert (lookup[0], json.loads(lookup[2])) == (500, SEED_500)
+        assert (lookup_during[0], json.loads(lookup_during[2])) == (500, SEED_500)
         # The same server, not restarted, takes the callbacks again once PostgreSQL is back.
         deadline = time.monotonic() + 30
         while http("GET", base + "/readyz")[0] != 200:
@@ -158,21 +135,8 @@ def test_postgresql_stopping_mid_storm_loses_nothing_acknowledged(restartable_po
 # --- A worker is killed in the middle of a storm ----------------------------------------------
 
 
-def _workers(pid_file: Path) -> list[int]:
-    master = pid_file.read_text().strip()
-    children = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == master:
-            children.append(int(Path(stat).parent.name))
-    return children
-
-
 def test_a_worker_killed_mid_storm_leaves_no_half_applied_callback(database):
-    deliveries, expected = storm(calls=80, seed=12)
+    deliveries, expected = storm(80, random.Random(12), twice_one_in=4)
     pid_file = Path(tempfile.mkdtemp()) / "gunicorn.pid"
     with gunicorn(database, workers=2, GUNICORN_CMD_ARGS=f"--pid {pid_file}") as base:
         answered, answered_when_killed, victims = [], [], []
@@ -184,7 +148,7 @@ def test_a_worker_killed_mid_storm_leaves_no_half_applied_callback(database):
 
         def kill_a_worker():
             answered_when_killed.append(len(answered))
-            victims.append(_workers(pid_file)[0])
+            victims.append(worker_pids(pid_file)[0])
             os.kill(victims[0], signal.SIGKILL)
 
         killer = threading.Timer(0.5, kill_a_worker)
@@ -194,7 +158,7 @@ def test_a_worker_killed_mid_storm_leaves_no_half_applied_callback(database):
         killer.join()
         # The kill came in the middle of the storm, and the master replaced the worker.
         assert 0 < answered_when_killed[0] < len(deliveries)
-        workers = _workers(pid_file)
+        workers = worker_pids(pid_file)
         assert victims[0] not in workers and len(workers) == 2
         # A callback in the killed worker's hands got no answer; AT's side would post it again.
         settle(base, deliveries, answers)

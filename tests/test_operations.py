@@ -3,14 +3,13 @@
 import io
 import json
 import logging
-import urllib.parse
 
 import pytest
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
 from recordings_service.observability import RequestIdFilter, json_formatter
-from tests.servers import gunicorn, http
+from tests.servers import gunicorn, http, post_callback
 from tests.support import fixture_call
 
 RECORDED = fixture_call("recorded-call")
@@ -85,10 +84,8 @@ def test_logs_are_json_lines_carrying_the_request_id(client):
 def test_gunicorn_access_lines_are_json_with_the_request_id_and_no_token(database, tmp_path):
     log = tmp_path / "server.log"
     token = "s3cret-callback-token"
-    form = {"Content-Type": "application/x-www-form-urlencoded", "X-Request-ID": "req-42"}
     with gunicorn(database, workers=1, log_to=log, LOG_FORMAT="json", VOICE_CALLBACK_TOKEN=token) as base:
-        body = urllib.parse.urlencode(RECORDED[0]).encode()
-        assert http("POST", f"{base}/api/v1/voice/callback?token={token}", body, form)[0] == 200
+        assert post_callback(base, RECORDED[0], f"?token={token}", {"X-Request-ID": "req-42"}) == 200
         assert (
             http("GET", f"{base}/api/v1/voice/recordings/nope", headers={"X-Request-ID": "req-43"})[0] == 404
         )

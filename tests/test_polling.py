@@ -2,12 +2,11 @@
 
 import json
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.servers import gunicorn, http
+from tests.servers import gunicorn, http, post_callback
 from tests.support import fixture_call
 
 LOOKUP = "/api/v1/voice/recordings/"
@@ -131,7 +130,6 @@ def test_a_held_request_is_answered_with_the_change_that_wakes_it(app, client, l
 def test_hundreds_of_waiting_clients_do_not_starve_lookups(database, runner):
     """200 clients hold Prefer: wait=30; plain lookups still answer; the waiters get the completion."""
     runner.invoke(args=["recordings", "seed-demo", "--count", "50"])
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
     with gunicorn(database, workers=5) as base:
         http(
             "POST",
@@ -139,7 +137,7 @@ def test_hundreds_of_waiting_clients_do_not_starve_lookups(database, runner):
             json.dumps({"recording_id": "conf_big", "session_ids": [SESSION]}).encode(),
             {"Content-Type": "application/json"},
         )
-        http("POST", base + CALLBACK, urllib.parse.urlencode(RECORDED[0]).encode(), form)
+        post_callback(base, RECORDED[0])
         etag = http("GET", base + LOOKUP + "conf_big")[1]["ETag"]
 
         def hold(_):
@@ -156,7 +154,7 @@ def test_hundreds_of_waiting_clients_do_not_starve_lookups(database, runner):
             time.sleep(1)
             lookups = list(pool.map(lambda n: http("GET", base + LOOKUP + f"conf_{n:010d}")[0], range(50)))
             assert not any(future.done() for future in held)  # looked up while all 200 were held
-            http("POST", base + CALLBACK, urllib.parse.urlencode(RECORDED[2]).encode(), form)
+            post_callback(base, RECORDED[2])
             posted = time.monotonic()
             answers = [future.result(timeout=60) for future in held]
 

@@ -3,7 +3,6 @@
 import json
 import random
 import threading
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,19 +14,14 @@ from recordings_service.extensions import db
 from recordings_service.lifecycle import replay
 from recordings_service.models import StoredCallback
 from recordings_service.simulation import OUTCOMES, call_sequence, new_session_id
-from tests.servers import gunicorn, http
+from tests.servers import gunicorn, http, lookup, post_callback
 
 pytestmark = pytest.mark.slow
 
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-
 
 def post_concurrently(base: str, deliveries: list[dict], threads: int = 8) -> list[int]:
-    def post(fields: dict) -> int:
-        return http("POST", base + "/api/v1/voice/callback", urllib.parse.urlencode(fields).encode(), FORM)[0]
-
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(post, deliveries))
+        return list(pool.map(lambda fields: post_callback(base, fields), deliveries))
 
 
 def register(base: str, recording_id: str, session_ids: list[str]) -> None:
@@ -36,12 +30,6 @@ def register(base: str, recording_id: str, session_ids: list[str]) -> None:
         "POST", base + "/api/v1/voice/recordings", body, {"Content-Type": "application/json"}
     )
     assert status == 201, text
-
-
-def lookup(base: str, recording_id: str) -> dict:
-    status, _, body = http("GET", base + f"/api/v1/voice/recordings/{recording_id}")
-    assert status == 200, body
-    return json.loads(body)
 
 
 def test_a_storm_of_shuffled_duplicated_callbacks_loses_nothing(app, database):
