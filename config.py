@@ -64,8 +64,10 @@ class Config:
     RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "2"))
     WAIT_MAX_SECONDS = int(os.environ.get("WAIT_MAX_SECONDS", "30"))
     WAIT_POLL_INTERVAL = float(os.environ.get("WAIT_POLL_INTERVAL", "0.1"))
-    # Completed recordings kept rendered in each worker (about 0.5 KB each); they never change.
+    # Completed recordings kept rendered in each process (about 0.5 KB each), each for at most
+    # COMPLETED_CACHE_SECONDS: the bound within which every process serves a change to one (a replay).
     COMPLETED_CACHE_SIZE = int(os.environ.get("COMPLETED_CACHE_SIZE", "100000"))
+    COMPLETED_CACHE_SECONDS = float(os.environ.get("COMPLETED_CACHE_SECONDS", "5"))
 
     # flask-smorest / OpenAPI
     API_TITLE = "recordings-service"

@@ -30,10 +30,10 @@ if os.environ.get("LOG_FORMAT", "json") == "json":
         "disable_existing_loggers": False,
         "formatters": {
             "json": {
-                "()": "recordings_service.observability.json_formatter",
+                "()": "recordings_service.web.observability.json_formatter",
             }
         },
-        "filters": {"access_request_id": {"()": "recordings_service.observability.AccessLogRequestId"}},
+        "filters": {"access_request_id": {"()": "recordings_service.web.observability.AccessLogRequestId"}},
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",

@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import DevelopmentConfig  # noqa: E402
 from recordings_service import create_app  # noqa: E402
-from recordings_service.recordings import count_recordings, list_recordings, seed_demo  # noqa: E402
+from recordings_service.devtools.demo import count_recordings, seed_demo  # noqa: E402
+from recordings_service.recordings.public import page  # noqa: E402
 
 
 def median_ms(call, repeat: int = 30) -> float:
@@ -40,16 +41,16 @@ def main() -> None:
         seen, pages, cursor, deep_cursor = set(), 0, None, None
         started = time.perf_counter()
         while True:
-            items, cursor = list_recordings(limit=args.limit, after=cursor)
-            seen.update(item.pk for item in items)
+            items, cursor = page(limit=args.limit, after=cursor)
+            seen.update(item.id for item in items)
             pages += 1
             if pages == int(total / args.limit * 0.9):
                 deep_cursor = cursor  # 90% of the way down the list
             if cursor is None:
                 break
         walk_seconds = time.perf_counter() - started
-        first = median_ms(lambda: list_recordings(limit=args.limit))
-        deep = median_ms(lambda: list_recordings(limit=args.limit, after=deep_cursor))
+        first = median_ms(lambda: page(limit=args.limit))
+        deep = median_ms(lambda: page(limit=args.limit, after=deep_cursor))
     print(
         json.dumps(
             {

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.run import database  # noqa: E402
 from recordings_service import create_app  # noqa: E402
-from tests.support import config_for  # noqa: E402
+from testkit.config import config_for  # noqa: E402
 
 ROWS = 100_000
 

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recordings_service.simulation import storm  # noqa: E402
-from tests.servers import gunicorn, worker_pids  # noqa: E402
+from testkit.servers import gunicorn, worker_pids  # noqa: E402
+from testkit.storm import storm  # noqa: E402
 
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))

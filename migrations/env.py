@@ -6,7 +6,7 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
-from recordings_service.models import UTCDateTime
+from recordings_service.persistence.models import UTCDateTime
 
 config = context.config
 fileConfig(config.config_file_name, disable_existing_loggers=False)

@@ -1,4 +1,4 @@
-"""recordings-service: the system of record for recordings of Africa's Talking conference calls."""
+"""recordings-service: the system of record for recordings of Africa's Talking calls."""
 
 import os
 
@@ -7,13 +7,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
 
-from .api_keys import document_security, require_api_key
-from .database import configure_engine
+from . import cli
 from .errors import register_error_handlers
 from .extensions import api, db, migrate
-from .lookup import CompletedRecordings
-from .observability import configure_logging, register_observability
-from .waiting import ChangeWatcher
+from .persistence.database import configure_engine
+from .recordings import public
+from .web import auth, observability, waiting
 
 
 def create_app(config_class: type[Config] | None = None) -> Flask:
@@ -27,13 +26,12 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
         # The real client address (for VOICE_CALLBACK_ALLOWED_NETWORKS) is in X-Forwarded-For.
         count = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
-    configure_logging(app.config["LOG_FORMAT"])
+    observability.init_app(app)  # first, so that every answer (a 401 too) carries a request id
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
-    register_observability(app)  # first, so that every answer (a 401 too) carries a request id
-    app.before_request(require_api_key)
-    register_commands(app)
+    auth.init_app(app, api.spec)
+    cli.init_app(app)
     return app
 
 
@@ -45,20 +43,13 @@ def register_extensions(app: Flask) -> None:
     api.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
-    app.extensions["recording_watcher"] = ChangeWatcher(app, app.config["WAIT_POLL_INTERVAL"])
-    app.extensions["completed_recordings"] = CompletedRecordings(app.config["COMPLETED_CACHE_SIZE"])
+    public.init_app(app)
+    waiting.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import callbacks, observability, voice
+    from .web import callbacks, ops, recordings
 
-    api.register_blueprint(voice.blp)
+    api.register_blueprint(recordings.blp)
     api.register_blueprint(callbacks.blp)
-    api.register_blueprint(observability.blp)
-    document_security(api.spec)
-
-
-def register_commands(app: Flask) -> None:
-    from .cli import recordings_cli
-
-    app.cli.add_command(recordings_cli)
+    api.register_blueprint(ops.blp)

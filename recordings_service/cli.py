@@ -1,33 +1,37 @@
-"""``flask recordings ...``: commands for operators and local development."""
+"""``flask recordings ...``: the operators' commands (the development ones are in ``devtools``)."""
 
 import json
 import re
-import time
 from datetime import timedelta
 
 import click
-from flask import current_app
+from flask import Flask
 from flask.cli import AppGroup
 
-from .api_keys import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
-from .domain import Status
-from .lifecycle import replay, sweep
-from .recordings import find_recording, list_recordings, seed_demo
-from .schemas import recording_schema
-from .simulation import OUTCOMES, simulate_call
-from .timeutil import format_timestamp
+from . import devtools
+from .domain.clock import format_timestamp
+from .domain.recordings import Status
+from .recordings import public
+from .recordings.lifecycle import replay, sweep
+from .recordings.public import recording_schema
+from .web.auth import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
 
 recordings_cli = AppGroup("recordings", help="Inspect and manage voice recordings.")
+
+
+def init_app(app: Flask) -> None:
+    devtools.register_commands(recordings_cli)
+    app.cli.add_command(recordings_cli)
 
 
 @recordings_cli.command("show")
 @click.argument("recording_id")
 def show(recording_id: str) -> None:
     """Print one recording as the API returns it."""
-    recording = find_recording(recording_id)
-    if recording is None:
+    rendered = public.read(recording_id)
+    if rendered is None:
         raise click.ClickException(f"recording {recording_id!r} not found")
-    click.echo(json.dumps(recording_schema.dump(recording), indent=2))
+    click.echo(json.dumps(json.loads(rendered.body), indent=2))
 
 
 @recordings_cli.command("list")
@@ -37,25 +41,13 @@ def show(recording_id: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 def list_command(status: str | None, limit: int) -> None:
     """List recordings, newest first."""
-    recordings, _ = list_recordings(Status(status) if status else None, limit=limit)
+    recordings, _ = public.page(Status(status) if status else None, limit=limit)
     for recording in recordings:
         row = recording_schema.dump(recording)
         click.echo(
             f"{row['recording_id']:<24} {row['status']:<10} {row['created_at']}  "
             f"{'' if row['duration'] is None else row['duration']:>6}  {row['recording_url'] or ''}"
         )
-
-
-@recordings_cli.command("seed-demo")
-@click.option("--count", type=click.IntRange(0), default=1000, show_default=True)
-def seed_demo_command(count: int) -> None:
-    """Add COUNT realistic demo recordings (conf_0000000000 upward) and the contract's example.
-
-    Ids that exist already are left alone, so running it again adds nothing.
-    """
-    started = time.perf_counter()
-    added = seed_demo(count)
-    click.echo(f"added {added} recordings in {time.perf_counter() - started:.1f}s")
 
 
 @recordings_cli.command("replay")
@@ -97,30 +89,6 @@ def sweep_command(older_than: timedelta) -> None:
     click.echo(f"failed {len(swept)} recordings stuck in processing")
     for recording_id in swept:
         click.echo(f"failed: {recording_id}")
-
-
-@recordings_cli.command("simulate-call")
-@click.argument("recording_id")
-@click.option(
-    "--url", "base_url", default="http://localhost:8000", show_default=True, help="The running service."
-)
-@click.option("--outcome", type=click.Choice(list(OUTCOMES)), default="recorded", show_default=True)
-@click.option("--token", help="The callback token (default: VOICE_CALLBACK_TOKEN).")
-@click.option("--api-key", envvar="RECORDINGS_API_KEY", help="An API key, when the service requires one.")
-def simulate_call_command(
-    recording_id: str, base_url: str, outcome: str, token: str | None, api_key: str | None
-) -> None:
-    """Post a realistic Africa's Talking call for RECORDING_ID to a running service.
-
-    Registers the recording with a new AT session, posts the call's callbacks as AT would, and
-    prints each answer and the recording at the end.
-    """
-    try:
-        token = token or current_app.config["VOICE_CALLBACK_TOKEN"]
-        for line in simulate_call(base_url, recording_id, outcome, token, api_key):
-            click.echo(line)
-    except (OSError, RuntimeError) as error:
-        raise click.ClickException(str(error)) from error
 
 
 @recordings_cli.command("create-api-key")

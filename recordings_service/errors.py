@@ -1,14 +1,17 @@
 """The error contract: every error the service answers is JSON ``{"detail": "<text>"}``.
 
 HTTP errors (routing 404/405, aborts, validation) reach ``http_error`` through ``extensions.Api``, which
-flask-smorest registers on the app, not a blueprint, so routing errors get the same shape.
+flask-smorest registers on the app, not a blueprint, so routing errors get the same shape. A database
+failure under any view is answered by one handler, with the text the view declares
+(``on_database_error``).
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import marshmallow as ma
-from flask import Flask, current_app
+from flask import Flask, current_app, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -53,8 +56,29 @@ def http_error(error: HTTPException):
     return error_response(error.code or 500, detail, data.get("headers"))
 
 
+DATABASE_FAILED = "Database unavailable"
+
+
+def on_database_error(detail: str) -> Callable:
+    """Decorate a view with what it answers (500, ``detail``) when the database fails under it."""
+
+    def decorate(view: Callable) -> Callable:
+        view.database_error = detail
+        return view
+
+    return decorate
+
+
 def register_error_handlers(app: Flask) -> None:
-    """Answer anything a view did not expect with a JSON 500, after rolling the session back."""
+    """Answer a database failure, and anything else a view did not expect, with a JSON 500 after
+    rolling the session back; the cause goes to the log."""
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_error(error: SQLAlchemyError):
+        current_app.extensions["sqlalchemy"].session.rollback()
+        log.error("database failure in %s %s", request.method, request.path, exc_info=error)
+        view = current_app.view_functions.get(request.endpoint)
+        return error_response(500, getattr(view, "database_error", DATABASE_FAILED))
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

@@ -15,7 +15,8 @@ from sqlalchemy.engine import make_url
 from config import database_url
 from recordings_service import create_app
 from recordings_service.extensions import db
-from tests.support import config_for, empty_tables
+from testkit.config import config_for
+from tests.support import empty_tables
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -64,6 +65,17 @@ def postgresql_url():
     """A migrated PostgreSQL database of the test's own (for tests that are about PostgreSQL itself)."""
     url, admin = _scratch_postgresql()
     _migrate(url)
+    yield url
+    _drop(url, admin)
+
+
+@pytest.fixture(params=BACKENDS)
+def blank_database(request, tmp_path):
+    """An empty database of each backend, not migrated, for the test alone: its URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/blank.db"
+        return
+    url, admin = _scratch_postgresql()
     yield url
     _drop(url, admin)
 

@@ -5,14 +5,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from config import TestingConfig
 from recordings_service.extensions import db
-
-
-def config_for(url: str, **settings) -> type[TestingConfig]:
-    """Return a TestingConfig subclass using the database at ``url``, with ``settings`` on top."""
-    return type("TestConfig", (TestingConfig,), {"SQLALCHEMY_DATABASE_URI": url, **settings})
-
 
 # The contract's own example (shared/seed), as the lookup answers it.
 CONTRACT_BODY = {

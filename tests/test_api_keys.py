@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import pytest
+import sqlalchemy as sa
 
+from recordings_service.extensions import db
 from tests.support import fixture_call
 
 RECORDED = fixture_call("recorded-call")
@@ -81,7 +83,7 @@ def test_a_revoked_key_is_refused(secured, key):
 
 def test_only_a_hash_of_the_key_is_stored(secured, key):
     from recordings_service.extensions import db
-    from recordings_service.models import ApiKey
+    from recordings_service.persistence.models import ApiKey
 
     with secured.app_context():
         [row] = db.session.execute(db.select(ApiKey)).scalars().all()
@@ -124,3 +126,47 @@ def test_a_setting_that_is_not_true_or_false_stops_the_start():
     )
 
     assert result.returncode != 0 and "API_AUTH_REQUIRED='maybe'" in result.stderr
+
+
+@pytest.fixture
+def checkouts(secured):
+    """The most pooled connections the app held at once since the last reset (``peak[0]``)."""
+    held, peak = [0], [0]
+
+    def checked_out(*_):
+        held[0] += 1
+        peak[0] = max(peak[0], held[0])
+
+    def checked_in(*_):
+        held[0] -= 1
+
+    with secured.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "checkout", checked_out)
+    sa.event.listen(engine, "checkin", checked_in)
+    yield peak
+    sa.event.remove(engine, "checkout", checked_out)
+    sa.event.remove(engine, "checkin", checked_in)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", "/api/v1/voice/recordings/conf_1", None),
+        ("get", "/api/v1/voice/recordings/conf_missing", None),
+        ("get", "/api/v1/voice/recordings", None),
+        ("post", "/api/v1/voice/recordings", {"recording_id": "conf_2", "session_ids": ["ATVId_x"]}),
+    ],
+)
+def test_a_request_with_a_key_holds_one_pooled_connection_at_a_time(
+    secured, key, checkouts, method, path, body
+):
+    client = secured.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    client.post("/api/v1/voice/recordings", json={"recording_id": "conf_1"}, headers=headers)
+    checkouts[0] = 0
+
+    response = getattr(client, method)(path, json=body, headers=headers)
+
+    assert response.status_code < 500
+    assert checkouts[0] == 1

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recordings_service.extensions import db
-from recordings_service.models import CallSession, Recording, StoredCallback
+from recordings_service.persistence.models import CallSession, Recording, StoredCallback
 from tests.support import empty_tables, fixture_call
 
 CALLBACK = "/api/v1/voice/callback"

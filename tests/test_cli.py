@@ -2,7 +2,13 @@
 
 import json
 
-from recordings_service.recordings import count_recordings, find_recording
+from recordings_service.devtools.demo import count_recordings
+from recordings_service.extensions import db
+from recordings_service.persistence.models import Recording
+
+
+def find_recording(recording_id: str) -> Recording:
+    return db.session.execute(db.select(Recording).filter_by(recording_id=recording_id)).scalar_one()
 
 
 def test_seed_demo_adds_a_realistic_mix_and_the_contract_example(app, runner):

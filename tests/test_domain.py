@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recordings_service.domain import (
+from recordings_service.devtools.simulation import OUTCOMES, call_sequence, new_session_id
+from recordings_service.domain.recordings import (
     URL_TIMEOUT,
-    Callback,
     CallFacts,
+    CallReport,
     RecordingState,
     Status,
     advance,
@@ -20,17 +21,15 @@ from recordings_service.domain import (
     is_valid_recording_id,
     time_out,
 )
-from recordings_service.schemas import CallbackSchema
-from recordings_service.simulation import OUTCOMES, call_sequence, new_session_id
+from recordings_service.integrations.africastalking.callbacks import parse_callback
 from tests.support import fixture_call
 
 T0 = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
 RANK = {Status.RECORDING: 0, Status.PROCESSING: 1, Status.FAILED: 2, Status.COMPLETED: 3}
-schema = CallbackSchema()
 
 
-def parse(fields: dict[str, str]) -> Callback:
-    return schema.load(fields)
+def parse(fields: dict[str, str]) -> CallReport:
+    return parse_callback(fields)
 
 
 class Recording:
@@ -41,7 +40,7 @@ class Recording:
         self.state = RecordingState()
         self.history = [self.state]
 
-    def take(self, callback: Callback, now: datetime) -> None:
+    def take(self, callback: CallReport, now: datetime) -> None:
         self.calls[callback.session_id] = self.calls[callback.session_id].learn(callback)
         self.state = advance(self.state, self.calls.values(), now)
         self.history.append(self.state)
@@ -179,7 +178,7 @@ def test_which_recording_ids_can_exist(value, valid):
 KINDS = [*OUTCOMES, "late-url"]
 
 
-def _call(kind: str, session_id: str, rng: random.Random) -> tuple[list[Callback], tuple]:
+def _call(kind: str, session_id: str, rng: random.Random) -> tuple[list[CallReport], tuple]:
     """The callbacks of one call of ``kind`` and what its recording must end as."""
     if kind == "late-url":
         posts = call_sequence(session_id, "no-url", rng)

@@ -21,11 +21,11 @@ import sqlalchemy as sa
 
 from recordings_service import create_app
 from recordings_service.extensions import db
-from recordings_service.lifecycle import replay
-from recordings_service.models import StoredCallback
-from recordings_service.simulation import storm
-from tests.servers import gunicorn, http, lookup, post_callback, worker_pids
-from tests.support import config_for
+from recordings_service.persistence.models import StoredCallback
+from recordings_service.recordings.lifecycle import replay
+from testkit.config import config_for
+from testkit.servers import gunicorn, http, lookup, post_callback, worker_pids
+from testkit.storm import storm
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -62,6 +62,7 @@ def assert_every_callback_stored_once_and_applied(url: str, deliveries: list[dic
         rows = db.session.execute(sa.select(StoredCallback.fields, StoredCallback.duplicate)).all()
         originals = sorted(json.dumps(fields, sort_keys=True) for fields, duplicate in rows if not duplicate)
         assert originals == sorted({json.dumps(fields, sort_keys=True) for fields in deliveries})
+    with app.app_context():
         # What is stored is what is applied: rebuilding from the stored callbacks changes nothing.
         assert replay().changed == []
         db.engine.dispose()

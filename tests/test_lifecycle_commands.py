@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
-from recordings_service.models import CallSession, Recording
-from tests.servers import gunicorn
+from recordings_service.persistence.models import CallSession, Recording
+from testkit.servers import gunicorn
 from tests.support import fixture_call
 
 CALLBACK = "/api/v1/voice/callback"

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from recordings_service.extensions import db
-from recordings_service.models import Recording
+from recordings_service.persistence.models import Recording
 
 URL = "/api/v1/voice/recordings"
 T0 = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)

@@ -8,8 +8,9 @@ import sqlalchemy as sa
 
 from recordings_service import create_app
 from recordings_service.extensions import db
-from recordings_service.models import Recording
-from tests.support import CONTRACT_BODY, config_for
+from recordings_service.persistence.models import Recording
+from testkit.config import config_for
+from tests.support import CONTRACT_BODY
 
 URL = "/api/v1/voice/recordings/"
 

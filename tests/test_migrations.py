@@ -1,11 +1,18 @@
 """The schema comes from Alembic, and the migrations match the models."""
 
+from datetime import UTC, datetime
+
 import flask_migrate
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from recordings_service import create_app
+from recordings_service.domain.recordings import Status
 from recordings_service.extensions import db
+from recordings_service.persistence.models import Recording
+from recordings_service.recordings import public
+from testkit.config import config_for
 
 
 def test_migrations_at_head_match_the_models(app):
@@ -37,3 +44,50 @@ def test_downgrade_to_base_and_back(app):
         assert sa.inspect(db.engine).get_table_names() == ["alembic_version"]
         flask_migrate.upgrade()
         assert "voice_recordings" in sa.inspect(db.engine).get_table_names()
+
+
+# The head before this round's migrations: databases in the field are there.
+PREVIOUS_HEAD = "0003"
+
+
+def test_upgrading_a_database_in_use_keeps_every_recording_as_clients_see_it(blank_database):
+    app = create_app(config_for(blank_database))
+    with app.app_context():
+        flask_migrate.upgrade(revision=PREVIOUS_HEAD)
+        for number, (status, url, reason) in enumerate(
+            [
+                ("recording", None, None),
+                ("processing", None, None),
+                ("completed", "https://voice.africastalking.com/recording/abc", None),
+                ("failed", None, "NO_ANSWER"),
+            ]
+        ):
+            db.session.execute(
+                sa.text(
+                    "INSERT INTO voice_recordings (recording_id, status, duration, recording_url, failure_reason,"
+                    " created_at, updated_at, processed_at) VALUES (:rid, :status, :duration, :url, :reason,"
+                    " :created, :created, :processed)"
+                ),
+                {
+                    "rid": f"conf_{number}",
+                    "status": status,
+                    "duration": 60 if url else None,
+                    "url": url,
+                    "reason": reason,
+                    "created": datetime(2024, 1, 15, 10, number, tzinfo=UTC),
+                    "processed": datetime(2024, 1, 15, 11, tzinfo=UTC) if url else None,
+                },
+            )
+        db.session.commit()
+        before = {f"conf_{n}": public.read(f"conf_{n}").body for n in range(4)}
+        db.engine.dispose()
+
+    with app.app_context():
+        flask_migrate.upgrade()
+        after = {recording_id: public.read(recording_id).body for recording_id in before}
+        statuses = db.session.execute(sa.select(Recording.status).order_by(Recording.pk)).scalars().all()
+        db.session.close()
+        db.engine.dispose()
+
+    assert after == before
+    assert statuses == [Status.RECORDING, Status.PROCESSING, Status.COMPLETED, Status.FAILED]

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
-from recordings_service.observability import RequestIdFilter, json_formatter
-from tests.servers import gunicorn, http, post_callback
+from recordings_service.web.observability import RequestIdFilter, json_formatter
+from testkit.servers import gunicorn, http, post_callback
 from tests.support import fixture_call
 
 RECORDED = fixture_call("recorded-call")
@@ -17,7 +17,7 @@ RECORDED = fixture_call("recorded-call")
 
 def test_healthz_answers_without_the_database():
     from recordings_service import create_app
-    from tests.support import config_for
+    from testkit.config import config_for
 
     app = create_app(config_for("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1"))
 
@@ -45,7 +45,7 @@ def test_readyz_is_503_when_the_schema_is_behind(app, client):
 
 def test_readyz_is_503_when_the_database_is_unreachable():
     from recordings_service import create_app
-    from tests.support import config_for
+    from testkit.config import config_for
 
     app = create_app(config_for("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1"))
 

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.servers import gunicorn, http, post_callback
+from testkit.servers import gunicorn, http, post_callback
 from tests.support import fixture_call
 
 LOOKUP = "/api/v1/voice/recordings/"

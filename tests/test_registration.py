@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
-from recordings_service.models import CallSession, Recording
+from recordings_service.persistence.models import CallSession, Recording
 
 URL = "/api/v1/voice/recordings"
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.servers import gunicorn, http
+from testkit.servers import gunicorn, http
 from tests.support import CONTRACT_BODY
 
 pytestmark = pytest.mark.slow

@@ -8,13 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from recordings_service import lifecycle
-from recordings_service.domain import Status, advance
+from recordings_service.devtools.simulation import OUTCOMES, call_sequence, new_session_id
+from recordings_service.domain.recordings import Status, advance
 from recordings_service.extensions import db
-from recordings_service.lifecycle import replay
-from recordings_service.models import StoredCallback
-from recordings_service.simulation import OUTCOMES, call_sequence, new_session_id
-from tests.servers import gunicorn, http, lookup, post_callback
+from recordings_service.persistence.models import StoredCallback
+from recordings_service.recordings import lifecycle
+from recordings_service.recordings.lifecycle import replay
+from testkit.servers import gunicorn, http, lookup, post_callback
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +71,7 @@ def test_a_storm_of_shuffled_duplicated_callbacks_loses_nothing(app, database):
         stored = db.session.execute(sa.select(StoredCallback.duplicate)).scalars().all()
         assert len(stored) == len(deliveries)  # every callback sent is stored
         assert stored.count(False) == len(posts)  # and each distinct one applied once
+    with app.app_context():
         report = replay()
     assert (report.recordings, report.changed) == (len(expected), [])
 

@@ -9,7 +9,11 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from .domain import Status
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from ..domain.recordings import Status
 
 # What each kind of call ends as: (status, failure_reason).
 OUTCOMES = {
@@ -70,23 +74,6 @@ def call_sequence(
     return [ringing, final]
 
 
-def storm(calls: int, rng: random.Random, twice_one_in: int) -> tuple[list[dict[str, str]], dict[str, tuple]]:
-    """Deliveries of ``calls`` AT calls (the outcomes in turn) as AT may make them: shuffled, one in
-    ``twice_one_in`` posted twice. Also what each call's recording (named after its session, as the
-    first callback creates it) must end as: ``(status, recording_url, failure_reason)``."""
-    posts, expected = [], {}
-    for n in range(calls):
-        outcome = list(OUTCOMES)[n % len(OUTCOMES)]
-        session_id = new_session_id(rng)
-        sequence = call_sequence(session_id, outcome, rng)
-        status, reason = OUTCOMES[outcome]
-        expected[session_id] = (status.value, sequence[-1].get("recordingUrl") or None, reason)
-        posts += sequence
-    deliveries = posts + rng.sample(posts, len(posts) // twice_one_in)
-    rng.shuffle(deliveries)
-    return deliveries, expected
-
-
 def _request(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, str]:
     request = urllib.request.Request(url, data=body, method="POST" if body else "GET", headers=headers or {})
     try:
@@ -121,3 +108,28 @@ def simulate_call(
         if status >= 300:
             raise RuntimeError(f"callback refused: {text}")
     yield _request(f"{base_url}/api/v1/voice/recordings/{recording_id}", headers=authorization)[1].strip()
+
+
+@click.command("simulate-call")
+@with_appcontext
+@click.argument("recording_id")
+@click.option(
+    "--url", "base_url", default="http://localhost:8000", show_default=True, help="The running service."
+)
+@click.option("--outcome", type=click.Choice(list(OUTCOMES)), default="recorded", show_default=True)
+@click.option("--token", help="The callback token (default: VOICE_CALLBACK_TOKEN).")
+@click.option("--api-key", envvar="RECORDINGS_API_KEY", help="An API key, when the service requires one.")
+def simulate_call_command(
+    recording_id: str, base_url: str, outcome: str, token: str | None, api_key: str | None
+) -> None:
+    """Post a realistic Africa's Talking call for RECORDING_ID to a running service.
+
+    Registers the recording with a new AT session, posts the call's callbacks as AT would, and
+    prints each answer and the recording at the end.
+    """
+    try:
+        token = token or current_app.config["VOICE_CALLBACK_TOKEN"]
+        for line in simulate_call(base_url, recording_id, outcome, token, api_key):
+            click.echo(line)
+    except (OSError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from error

@@ -1,4 +1,5 @@
-"""Running the app as operators do: gunicorn with gunicorn.conf.py, on a free local port."""
+"""The service as operators run it (gunicorn with gunicorn.conf.py, on a free local port), and plain
+HTTP helpers to talk to it."""
 
 import json
 import os

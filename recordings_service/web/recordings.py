@@ -1,26 +1,15 @@
-"""The ``voice`` blueprint: the recordings API under ``/api/v1/voice``."""
-
-import logging
+"""The recordings API under ``/api/v1/voice`` (the ``voice`` blueprint): lookup, listing, registration."""
 
 import marshmallow as ma
 from flask import Response, current_app, request, url_for
 from flask_smorest import Blueprint, abort
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.http import parse_dict_header
 
-from .domain import Status
-from .errors import ErrorSchema
-from .lookup import render_lookup
-from .recordings import SessionConflict, list_recordings, register_recording
-from .schemas import (
-    ListQuerySchema,
-    RecordingPageSchema,
-    RecordingSchema,
-    RegistrationSchema,
-    Rendered,
-)
-
-log = logging.getLogger(__name__)
+from ..errors import ErrorSchema, on_database_error
+from ..recordings import public
+from ..recordings.public import RecordingSchema
+from ..recordings.registration import SessionConflict, register_recording
+from .schemas import ListQuerySchema, RecordingPageSchema, RegistrationSchema
 
 blp = Blueprint("voice", __name__, url_prefix="/api/v1/voice", description="Recordings of conference calls")
 
@@ -61,11 +50,11 @@ LOOKUP_PARAMETERS = [
 @blp.arguments(ListQuerySchema, location="query", error_status_code=400, unknown=ma.RAISE)
 @blp.response(200, RecordingPageSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="A bad parameter, named")
-def list_recordings_view(query: dict):
+@on_database_error("Failed to list recordings")
+def list_recordings(query: dict):
     """List recordings, newest first, a page at a time."""
-    status = query.get("status")
-    items, next_position = list_recordings(
-        Status(status) if status else None,
+    items, next_position = public.page(
+        query.get("status"),
         query.get("created_after"),
         query.get("created_before"),
         query["limit"],
@@ -81,9 +70,12 @@ def list_recordings_view(query: dict):
 @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
 @blp.alt_response(500, schema=ErrorSchema, description=QUERY_FAILED)
 @blp.doc(parameters=LOOKUP_PARAMETERS)
+@on_database_error(QUERY_FAILED)
 def get_recording(recording_id: str):
     """Retrieve the status and details of a voice recording."""
-    rendered = _render(recording_id)
+    rendered = public.read(recording_id)
+    if rendered is None:
+        abort(404, message=NOT_FOUND)
     wait = requested_wait(request.headers.get("Prefer"), current_app.config["WAIT_MAX_SECONDS"])
     waited = wait is not None and request.if_none_match.contains(rendered.etag)
     if waited:
@@ -107,17 +99,6 @@ def get_recording(recording_id: str):
     return response
 
 
-def _render(recording_id: str) -> Rendered:
-    try:
-        rendered = render_lookup(recording_id, current_app.extensions["completed_recordings"])
-    except SQLAlchemyError:
-        log.exception("looking up recording %r failed", recording_id)
-        abort(500, message=QUERY_FAILED)
-    if rendered is None:
-        abort(404, message=NOT_FOUND)
-    return rendered
-
-
 def requested_wait(prefer: str | None, most: int) -> int | None:
     """Return the seconds a ``Prefer: wait=N`` header (RFC 7240) asks to wait, at most ``most``."""
     value = parse_dict_header(prefer or "").get("wait")
@@ -133,16 +114,18 @@ def requested_wait(prefer: str | None, most: int) -> int | None:
 @blp.alt_response(409, schema=ErrorSchema, description="A session belongs to another recording")
 @blp.alt_response(415, schema=ErrorSchema, description="The body is not JSON")
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid fields, each named")
+@on_database_error("Failed to register recording")
 def register(registration: dict):
     """Register a recording and the AT calls (sessions) that make it up."""
     if not request.is_json:
         # Without this, a form or an empty body would register a recording with a made-up id.
         abort(415, message="The body must be JSON (Content-Type: application/json)")
     try:
-        recording, created = register_recording(
+        rendered, created = register_recording(
             registration.get("recording_id"), registration["session_ids"], registration.get("dial")
         )
     except SessionConflict as conflict:
         abort(409, message=f"Sessions {str(conflict)}")
-    location = url_for("voice.get_recording", recording_id=recording.recording_id)
-    return recording, 201 if created else 200, {"Location": location}
+    response = Response(rendered.body, status=201 if created else 200, mimetype="application/json")
+    response.headers["Location"] = url_for("voice.get_recording", recording_id=rendered.recording_id)
+    return response

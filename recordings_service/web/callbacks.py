@@ -10,17 +10,16 @@ import ipaddress
 import logging
 from functools import lru_cache
 from urllib.parse import parse_qsl
-from xml.etree.ElementTree import Element, SubElement, tostring
 
 from flask import Response, current_app, g, request
 from flask_smorest import Blueprint, abort
-from sqlalchemy.exc import SQLAlchemyError
 
-from .domain import Callback
-from .errors import ErrorSchema
-from .lifecycle import ingest_callback
+from ..domain.recordings import CallReport
+from ..errors import ErrorSchema, on_database_error
+from ..integrations.africastalking.callbacks import CallbackSchema, actions_xml
+from ..recordings.lifecycle import ingest_callback
+from .auth import public
 from .observability import CALLBACKS
-from .schemas import CallbackSchema
 
 log = logging.getLogger(__name__)
 
@@ -89,34 +88,23 @@ def count_and_log(response: Response) -> Response:
 @blp.alt_response(403, schema=ErrorSchema, description="Wrong token or address; nothing stored")
 @blp.alt_response(413, schema=ErrorSchema, description="Body too large; nothing stored")
 @blp.alt_response(500, schema=ErrorSchema, description="Could not be stored; nothing acknowledged")
-@blp.doc(security=[])  # the ?token= guards it, not an API key
-def receive_callback(callback: Callback):
+@public  # the ?token= guards it, not an API key
+@on_database_error("Failed to store callback")
+def receive_callback(report: CallReport):
     """Take a voice callback from Africa's Talking."""
-    try:
-        taken = ingest_callback(request.form.to_dict(), callback, request.remote_addr)
-    except SQLAlchemyError:
-        log.exception("storing callback of session %s failed", callback.session_id)
-        abort(500, message="Failed to store callback")
+    taken = ingest_callback(request.form.to_dict(), report, request.remote_addr)
     g.callback_outcome = "duplicate" if taken.duplicate else "applied"
     log.info(
         "callback session=%s recording=%s active=%s duplicate=%s status=%s",
-        callback.session_id,
+        report.session_id,
         taken.recording_id,
-        callback.active,
+        report.active,
         taken.duplicate,
         taken.status.value,
     )
-    if not callback.active:
+    if not report.active:
         return Response(status=200, mimetype="text/plain")
     numbers = [] if taken.call_ended else taken.dial or current_app.config["VOICE_DIAL_NUMBERS"]
     if not numbers and not taken.call_ended:
         log.warning("no numbers to dial for recording %s: set VOICE_DIAL_NUMBERS", taken.recording_id)
     return Response(actions_xml(numbers), mimetype="application/xml")
-
-
-def actions_xml(dial: list[str]) -> str:
-    """Return AT's XML answer: dial ``dial`` and record the call, or no action when empty."""
-    root = Element("Response")
-    if dial:
-        SubElement(root, "Dial", record="true", phoneNumbers=",".join(dial))
-    return '<?xml version="1.0" encoding="UTF-8"?>' + tostring(root, encoding="unicode")

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -18,9 +19,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .domain import RECORDING_ID_MAX_LENGTH, CallFacts, RecordingState, Status
-from .extensions import db
-from .timeutil import utcnow
+from ..domain.clock import utcnow
+from ..domain.recordings import RECORDING_ID_MAX_LENGTH, CallFacts, RecordingState, Status
+from ..extensions import db
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -47,15 +48,32 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _assign(row: db.Model, values) -> None:
-    """Copy the fields of the dataclass ``values`` onto the same-named columns of ``row``."""
-    for field in dataclasses.fields(values):
-        value = getattr(values, field.name)
-        setattr(row, field.name, value.value if isinstance(value, Status) else value)
+class ColumnsAs:
+    """A row's columns seen as one domain dataclass ``kind``, by field name: read whole, assigned whole."""
+
+    def __init__(self, kind: type):
+        self.kind = kind
+
+    def __get__(self, row, owner=None):
+        if row is None:
+            return self
+        return self.kind(**{field.name: getattr(row, field.name) for field in dataclasses.fields(self.kind)})
+
+    def __set__(self, row, values) -> None:
+        for field in dataclasses.fields(values):
+            setattr(row, field.name, getattr(values, field.name))
 
 
-def _in(column: str, values) -> str:
-    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+# Stored as its value ("completed"), a VARCHAR with a CHECK constraint on every database.
+StatusType = Enum(
+    Status,
+    name="status",
+    native_enum=False,
+    create_constraint=True,
+    length=16,
+    values_callable=lambda statuses: [status.value for status in statuses],
+    validate_strings=True,
+)
 
 
 class Recording(db.Model):
@@ -65,7 +83,7 @@ class Recording(db.Model):
 
     pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
     recording_id: Mapped[str] = mapped_column(String(RECORDING_ID_MAX_LENGTH), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default=Status.RECORDING.value)
+    status: Mapped[Status] = mapped_column(StatusType, default=Status.RECORDING)
     duration: Mapped[int | None] = mapped_column(Integer)
     recording_url: Mapped[str | None] = mapped_column(Text)
     failure_reason: Mapped[str | None] = mapped_column(String(128))
@@ -76,7 +94,6 @@ class Recording(db.Model):
     dial: Mapped[list[str] | None] = mapped_column(JSON)
 
     __table_args__ = (
-        CheckConstraint(_in("status", Status), name="status"),
         CheckConstraint("duration IS NULL OR duration >= 0", name="duration_not_negative"),
         # Listing is newest first, optionally by status, paged by (created_at, id).
         Index("ix_voice_recordings_created_at_id", "created_at", "id"),
@@ -86,15 +103,8 @@ class Recording(db.Model):
     def __repr__(self) -> str:
         return f"<Recording {self.recording_id} {self.status}>"
 
-    @property
-    def state(self) -> RecordingState:
-        return RecordingState(
-            Status(self.status), self.duration, self.recording_url, self.failure_reason, self.processed_at
-        )
-
-    @state.setter
-    def state(self, state: RecordingState) -> None:
-        _assign(self, state)
+    # What the lifecycle rules decide (domain.recordings.RecordingState).
+    state = ColumnsAs(RecordingState)
 
 
 class CallSession(db.Model):
@@ -116,15 +126,8 @@ class CallSession(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    @property
-    def facts(self) -> CallFacts:
-        return CallFacts(
-            self.heard, self.ended, self.ended_well, self.duration, self.recording_url, self.failure_reason
-        )
-
-    @facts.setter
-    def facts(self, facts: CallFacts) -> None:
-        _assign(self, facts)
+    # What the session's callbacks taught (domain.recordings.CallFacts).
+    facts = ColumnsAs(CallFacts)
 
 
 class StoredCallback(db.Model):

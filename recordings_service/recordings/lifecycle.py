@@ -13,17 +13,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from .database import begin_write
-from .domain import URL_TIMEOUT, Callback, CallFacts, RecordingState, Status, advance, time_out
-from .extensions import db
-from .models import CallSession, Recording, StoredCallback
-from .recordings import bind_sessions, create_or_lock_recording, lock_recording
-from .schemas import CallbackSchema
-from .timeutil import utcnow
+from ..domain.clock import utcnow
+from ..domain.recordings import URL_TIMEOUT, CallFacts, CallReport, RecordingState, Status, advance, time_out
+from ..extensions import db
+from ..integrations.africastalking.callbacks import parse_callback
+from ..persistence.database import single_read, write_transaction
+from ..persistence.models import CallSession, Recording, StoredCallback
+from . import public
+from .registration import bind_sessions, create_or_lock_recording, lock_recording
 
 log = logging.getLogger(__name__)
-
-callback_schema = CallbackSchema()
 
 
 @dataclass(frozen=True)
@@ -43,36 +42,36 @@ def fields_digest(fields: Mapping[str, str]) -> str:
 
 
 def ingest_callback(
-    fields: Mapping[str, str], callback: Callback, remote_addr: str | None = None
+    fields: Mapping[str, str], report: CallReport, remote_addr: str | None = None
 ) -> Ingested:
-    """Store ``fields`` and apply ``callback`` to its recording, in one transaction, and commit.
+    """Store ``fields`` and apply ``report`` (what they say) to its recording, in one transaction.
 
     An exact duplicate of a callback already taken for the session is stored, marked, and changes
     nothing. A session never seen before gets a recording of its own, named after the session.
     """
     now = utcnow()
-    begin_write(db.session())
-    recording = _recording_for_session(callback.session_id, now)
-    calls = {call.session_id: call for call in _calls_of(recording)}
-    call = calls[callback.session_id]
-    digest = fields_digest(fields)
-    duplicate = _seen(callback.session_id, digest)
-    db.session.add(
-        StoredCallback(
-            session_id=callback.session_id,
-            recording_pk=recording.pk,
-            fields=dict(fields),
-            digest=digest,
-            duplicate=duplicate,
-            remote_addr=remote_addr,
-            received_at=now,
+    with write_transaction() as session:
+        recording = _recording_for_session(report.session_id, now)
+        calls = {call.session_id: call for call in _calls_of(recording)}
+        call = calls[report.session_id]
+        digest = fields_digest(fields)
+        duplicate = _seen(report.session_id, digest)
+        session.add(
+            StoredCallback(
+                session_id=report.session_id,
+                recording_pk=recording.pk,
+                fields=dict(fields),
+                digest=digest,
+                duplicate=duplicate,
+                remote_addr=remote_addr,
+                received_at=now,
+            )
         )
-    )
-    if not duplicate:
-        call.facts = call.facts.learn(callback)
-        recording.state = advance(recording.state, [c.facts for c in calls.values()], now)
-    db.session.commit()
-    return Ingested(recording.recording_id, Status(recording.status), duplicate, call.ended, recording.dial)
+        if not duplicate:
+            call.facts = call.facts.learn(report)
+            recording.state = advance(recording.state, [c.facts for c in calls.values()], now)
+        taken = Ingested(recording.recording_id, recording.status, duplicate, call.ended, recording.dial)
+    return taken
 
 
 def _recording_for_session(session_id: str, now: datetime) -> Recording:
@@ -110,20 +109,18 @@ def replay(batch_size: int = 500) -> ReplayReport:
     A sweep's verdict (``recording_url_timeout``) stands if the callbacks still leave the recording
     waiting for its URL.
     """
-    pks = list(
-        db.session.execute(
-            select(StoredCallback.recording_pk).distinct().order_by(StoredCallback.recording_pk)
-        ).scalars()
-    )
-    db.session.rollback()
+    with single_read() as connection:
+        query = select(StoredCallback.recording_pk).distinct().order_by(StoredCallback.recording_pk)
+        pks = list(connection.execute(query).scalars())
     changed: list[str] = []
     for start in range(0, len(pks), batch_size):
-        begin_write(db.session())
-        for pk in pks[start : start + batch_size]:
-            recording = lock_recording(pk=pk)
-            if _rebuild(recording):
-                changed.append(recording.recording_id)
-        db.session.commit()
+        with write_transaction():
+            for pk in pks[start : start + batch_size]:
+                recording = lock_recording(pk=pk)
+                if _rebuild(recording):
+                    changed.append(recording.recording_id)
+        # A replay may rewrite a completed recording, which processes cache.
+        public.forget(changed)
     return ReplayReport(len(pks), changed)
 
 
@@ -138,8 +135,8 @@ def _rebuild(recording: Recording) -> bool:
         callback.duplicate = key in seen
         seen.add(key)
         if not callback.duplicate:
-            parsed = callback_schema.load(callback.fields)
-            facts[parsed.session_id] = facts[parsed.session_id].learn(parsed)
+            report = parse_callback(callback.fields)
+            facts[report.session_id] = facts[report.session_id].learn(report)
             state = advance(state, facts.values(), callback.received_at)
     if recording.failure_reason == URL_TIMEOUT:
         state = time_out(state)
@@ -156,17 +153,16 @@ def sweep(older_than: timedelta) -> list[str]:
     Returns their ids. A URL arriving later still completes them.
     """
     cutoff = utcnow() - older_than
-    begin_write(db.session())
     stuck = (
         select(Recording)
-        .where(Recording.status == Status.PROCESSING.value, Recording.updated_at < cutoff)
+        .where(Recording.status == Status.PROCESSING, Recording.updated_at < cutoff)
         .with_for_update(skip_locked=True)
     )
     swept = []
-    for recording in db.session.execute(stuck).scalars():
-        recording.state = time_out(recording.state)
-        swept.append(recording.recording_id)
-    db.session.commit()
+    with write_transaction() as session:
+        for recording in session.execute(stuck).scalars():
+            recording.state = time_out(recording.state)
+            swept.append(recording.recording_id)
     for recording_id in swept:
         log.warning("recording %s failed: no recording URL within %s", recording_id, older_than)
     return swept

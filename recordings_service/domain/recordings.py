@@ -1,7 +1,4 @@
-"""The recording domain in plain Python: statuses, identifiers and the lifecycle rules.
-
-Nothing here imports Flask or SQLAlchemy, so the rules can be read and tested on their own.
-"""
+"""Recordings in plain Python: their statuses, their ids, and the rules that move them along."""
 
 import enum
 import re
@@ -12,7 +9,7 @@ from datetime import datetime
 # A recording id is what clients put in a URL: short, ASCII, no slashes. AT session ids
 # (``ATVId_...``) fit, because a callback for an unknown session creates a recording named after it.
 RECORDING_ID_MAX_LENGTH = 64
-RECORDING_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+RECORDING_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{RECORDING_ID_MAX_LENGTH - 1}}}")
 
 
 def is_valid_recording_id(value: str) -> bool:
@@ -41,12 +38,12 @@ URL_TIMEOUT = "recording_url_timeout"
 
 
 @dataclass(frozen=True)
-class Callback:
+class CallReport:
     """What one Africa's Talking callback says about its call, once validated."""
 
     session_id: str
     active: bool
-    status: str | None = None
+    call_status: str | None = None  # AT's ``status`` of the call (Success, NotAnswered...), not a Status
     hangup_cause: str | None = None
     duration: int | None = None  # dialDurationInSeconds (the bridged, recorded leg) when present
     recording_url: str | None = None  # None when AT sent nothing or an empty string
@@ -67,30 +64,30 @@ class CallFacts:
     recording_url: str | None = None
     failure_reason: str | None = None
 
-    def learn(self, callback: Callback) -> "CallFacts":
-        ended_now = not callback.active
-        well = ended_now and _ended_well(callback)
+    def learn(self, report: CallReport) -> "CallFacts":
+        ended_now = not report.active
+        well = ended_now and _ended_well(report)
         return CallFacts(
             heard=True,
             ended=self.ended or ended_now,
             ended_well=self.ended_well or well,
-            duration=_max(self.duration, callback.duration),
-            recording_url=self.recording_url or callback.recording_url,
+            duration=_max(self.duration, report.duration),
+            recording_url=self.recording_url or report.recording_url,
             failure_reason=self.failure_reason
-            or (_failure_reason(callback) if ended_now and not well else None),
+            or (_failure_reason(report) if ended_now and not well else None),
         )
 
 
-def _ended_well(callback: Callback) -> bool:
-    connected = callback.status == AT_SUCCESS or callback.hangup_cause == AT_NORMAL_CLEARING
-    return connected and (callback.duration or 0) > 0
+def _ended_well(report: CallReport) -> bool:
+    connected = report.call_status == AT_SUCCESS or report.hangup_cause == AT_NORMAL_CLEARING
+    return connected and (report.duration or 0) > 0
 
 
-def _failure_reason(callback: Callback) -> str:
-    if callback.hangup_cause and callback.hangup_cause != AT_NORMAL_CLEARING:
-        return callback.hangup_cause
-    if callback.status and callback.status != AT_SUCCESS:
-        return callback.status
+def _failure_reason(report: CallReport) -> str:
+    if report.hangup_cause and report.hangup_cause != AT_NORMAL_CLEARING:
+        return report.hangup_cause
+    if report.call_status and report.call_status != AT_SUCCESS:
+        return report.call_status
     return "zero_duration"
 
 

@@ -12,12 +12,10 @@ import time
 from dataclasses import dataclass, field
 
 from flask import Flask
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extensions import db
-from .models import Recording
-from .schemas import Rendered, render_recording
+from ..recordings import public
+from ..recordings.public import Rendered
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +26,10 @@ class _Waiter:
     etag: str
     woken: threading.Event = field(default_factory=threading.Event)
     rendered: Rendered | None = None
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["recording_watcher"] = ChangeWatcher(app, app.config["WAIT_POLL_INTERVAL"])
 
 
 class ChangeWatcher:
@@ -43,9 +45,6 @@ class ChangeWatcher:
     def wait_for_change(self, recording_id: str, etag: str, timeout: float) -> Rendered | None:
         """Return the recording's new rendering once its ETag differs from ``etag``, or None after
         ``timeout`` seconds without a change."""
-        # Give the request's connection back to the pool for the wait: held requests must not use
-        # up the connections that lookups need.
-        db.session.close()
         waiter = _Waiter(recording_id, etag)
         with self._lock:
             self._waiters.add(waiter)
@@ -77,8 +76,7 @@ class ChangeWatcher:
     def _check(self, waiters: list[_Waiter]) -> None:
         ids = {waiter.recording_id for waiter in waiters}
         with self._app.app_context():
-            query = select(Recording).where(Recording.recording_id.in_(ids))
-            current = {r.recording_id: render_recording(r) for r in db.session.execute(query).scalars()}
+            current = public.read_many(ids)
         for waiter in waiters:
             rendered = current.get(waiter.recording_id)
             if rendered is not None and rendered.etag != waiter.etag:

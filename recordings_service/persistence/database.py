@@ -1,35 +1,46 @@
-"""Engine set-up that the models do not show: SQLite made safe for several processes, PostgreSQL
-connections checked cheaply, and the transactions reads and writes need."""
+"""Engine set-up that the models do not show (SQLite made safe for several processes, PostgreSQL
+connections checked cheaply) and the two ways statements run: one read, or one write transaction."""
 
 import select
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session
 
-
-def begin_write(session: Session) -> None:
-    """Start the transaction of a read-modify-write: on SQLite it takes the write lock up front.
-
-    A read-only transaction the request already has open (an API key check, say) is ended first.
-    Pass the Session itself (``db.session()``): the scoped proxy does not offer ``in_transaction``.
-    """
-    if session.in_transaction():
-        session.rollback()
-    session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+from ..extensions import db
 
 
 @contextmanager
-def single_read(engine: Engine) -> Iterator[Connection]:
+def write_transaction() -> Iterator[Session]:
+    """The transaction of a read-modify-write, committed when the block ends, rolled back if it raises.
+
+    On SQLite it takes the write lock up front (``BEGIN IMMEDIATE``): a plain BEGIN would read a
+    snapshot that another process's write can make stale, which SQLite answers with "database is
+    locked". Reads that need no transaction use ``single_read`` and so never hold a second connection.
+    """
+    session = db.session()
+    if session.in_transaction():
+        raise RuntimeError("a write transaction must start on a session with none open")
+    session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+@contextmanager
+def single_read() -> Iterator[Connection]:
     """A connection for one read statement, outside any transaction: no BEGIN and ROLLBACK around it.
 
     One statement sees one consistent snapshot on its own; the transaction would only add round trips
     (PostgreSQL) or statements (SQLite) to the lookup, the request clients make most.
     """
+    engine = db.engine
     if engine.dialect.name == "sqlite":
         options = {"sqlite_begin": None}
     else:
@@ -96,43 +107,3 @@ def insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict], 
     # Counted with RETURNING: psycopg reports no rowcount for these inserts.
     statement = insert(table).on_conflict_do_nothing(index_elements=unique).returning(table.c[unique[0]])
     return len(session.execute(statement, rows).all())
-
-
-def bulk_insert_ignoring_conflicts(session: Session, table: Table, rows: Iterable[dict], unique: str) -> None:
-    """Insert many ``rows`` through the driver's bulk path, skipping rows whose ``unique`` value exists.
-
-    A column a row leaves out is NULL: Python-side defaults are not applied here.
-
-    For seeding and benchmarks, where a million rows through the ORM's per-row type handling takes
-    over a minute. Values go to the driver as they are: aware datetimes for PostgreSQL are fine;
-    for SQLite they are written in SQLAlchemy's own storage form so that they sort and read back alike.
-    """
-    columns = [column.name for column in table.columns if column.name != "id"]
-    names = ", ".join(columns)
-    connection = session.connection().connection.driver_connection
-    if session.get_bind().dialect.name == "postgresql":
-        with connection.cursor() as cursor:
-            # COPY cannot skip conflicts, so it fills a scratch table that one INSERT then merges.
-            cursor.execute(
-                f"CREATE TEMP TABLE bulk_rows ON COMMIT DROP AS SELECT {names} FROM {table.name} WITH NO DATA"
-            )
-            with cursor.copy(f"COPY bulk_rows ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([row.get(name) for name in columns])
-            cursor.execute(
-                f"INSERT INTO {table.name} ({names}) SELECT {names} FROM bulk_rows ON CONFLICT ({unique}) DO NOTHING"
-            )
-    else:
-        placeholders = ", ".join("?" for _ in columns)
-        connection.executemany(
-            f"INSERT OR IGNORE INTO {table.name} ({names}) VALUES ({placeholders})",
-            ([_sqlite_value(row.get(name)) for name in columns] for row in rows),
-        )
-
-
-def _sqlite_value(value):
-    if isinstance(value, datetime):
-        if value.utcoffset():
-            value = value.astimezone(UTC)
-        return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
-    return value

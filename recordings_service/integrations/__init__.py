@@ -1,0 +1,1 @@
+"""The outside world's protocols: what Africa's Talking sends and expects."""

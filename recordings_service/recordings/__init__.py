@@ -1,0 +1,1 @@
+"""Recordings as the service keeps them: what clients see, registration, callbacks applied, replay."""

@@ -1,0 +1,92 @@
+"""API keys: made, checked and revoked here. Every route needs one (when ``API_AUTH_REQUIRED``) unless
+its view is declared ``@public``, which also gives it ``security: []`` in the OpenAPI spec.
+
+A key is 256 random bits, shown once when made; the database keeps its SHA-256 only. (A slow password
+hash buys nothing for keys this long and would cost every request.)
+"""
+
+import hashlib
+import secrets
+from collections.abc import Callable
+
+from flask import Flask, current_app, request
+from flask_smorest import Blueprint, abort
+from sqlalchemy import select
+
+from ..domain.clock import utcnow
+from ..persistence.database import single_read, write_transaction
+from ..persistence.models import ApiKey
+
+KEY_PREFIX = "rsk_"
+UNAUTHORIZED = "A valid API key is required: Authorization: Bearer <key>"
+
+
+def public(view: Callable) -> Callable:
+    """Declare that ``view`` needs no API key (and say so in the OpenAPI spec)."""
+    view = Blueprint.doc(security=[])(view)
+    view.is_public = True
+    return view
+
+
+class ApiKeyError(Exception):
+    """A key cannot be made or revoked as asked."""
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(name: str) -> str:
+    """Make a key called ``name`` and return it: the only time the key itself is seen."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    with write_transaction() as session:
+        if session.execute(select(ApiKey.pk).filter_by(name=name)).first() is not None:
+            raise ApiKeyError(f"a key named {name!r} exists already")
+        session.add(ApiKey(name=name, prefix=key[:12], key_hash=_digest(key)))
+    return key
+
+
+def list_api_keys() -> list:
+    with single_read() as connection:
+        return connection.execute(select(ApiKey.__table__).order_by(ApiKey.created_at)).all()
+
+
+def revoke_api_key(name: str) -> None:
+    with write_transaction() as session:
+        key = session.execute(select(ApiKey).filter_by(name=name)).scalar_one_or_none()
+        if key is None:
+            raise ApiKeyError(f"no key named {name!r}")
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+
+
+def is_valid_api_key(key: str) -> bool:
+    """Whether ``key`` is a key made here and not revoked: one statement, outside any transaction."""
+    query = select(ApiKey.pk).filter_by(key_hash=_digest(key), revoked_at=None)
+    with single_read() as connection:
+        return connection.execute(query).first() is not None
+
+
+def require_api_key():
+    """Refuse, with 401, a request without a valid key, unless keys are off or its view is public."""
+    if not current_app.config["API_AUTH_REQUIRED"]:
+        return
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "is_public", False):
+        return
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip() or not is_valid_api_key(key.strip()):
+        abort(
+            401,
+            message=UNAUTHORIZED,
+            headers={"WWW-Authenticate": 'Bearer realm="recordings-service"'},
+        )
+
+
+def init_app(app: Flask, spec) -> None:
+    """Check keys before every request, and describe them in the OpenAPI spec: required everywhere
+    but where a view is ``@public``."""
+    app.before_request(require_api_key)
+    if "bearerAuth" not in spec.components.security_schemes:
+        spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    spec.options["security"] = [{"bearerAuth": []}]

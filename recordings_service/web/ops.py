@@ -1,0 +1,85 @@
+"""The ``ops`` blueprint: health probes and Prometheus metrics, for load balancers and scrapers."""
+
+import logging
+import os
+from functools import lru_cache
+
+from alembic.script import ScriptDirectory
+from flask import Response, current_app
+from flask_smorest import Blueprint, abort
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..domain.recordings import Status
+from ..errors import ErrorSchema
+from ..persistence.database import single_read
+from ..persistence.models import Recording
+from .auth import public
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint("ops", __name__, description="Health probes and metrics")
+
+
+@lru_cache(maxsize=4)
+def _migration_heads(directory: str) -> frozenset[str]:
+    return frozenset(ScriptDirectory(directory).get_heads())
+
+
+@blp.route("/healthz", methods=["GET"])
+@blp.response(200, description="The process is alive")
+@public
+def healthz():
+    """Tell whether the process is alive (it never looks at the database)."""
+    return {"status": "ok"}
+
+
+@blp.route("/readyz", methods=["GET"])
+@blp.response(200, description="The database answers and its schema is at the migrations' head")
+@blp.alt_response(503, schema=ErrorSchema, description="Not ready: database unreachable or not migrated")
+@public
+def readyz():
+    """Tell whether the service can serve: database reachable, migrations at head."""
+    expected = _migration_heads(current_app.extensions["migrate"].directory)
+    try:
+        with single_read() as connection:
+            current = set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except SQLAlchemyError:
+        log.exception("readiness check: database unreachable or not migrated")
+        abort(503, message="Database unreachable or not migrated")
+    if current != expected:
+        abort(
+            503,
+            message=f"Database at migration {', '.join(sorted(current)) or 'none'}, expected {', '.join(sorted(expected))}",
+        )
+    return {"status": "ready"}
+
+
+class RecordingsByStatus:
+    """``voice_recordings{status}``, counted in the database at each scrape."""
+
+    def collect(self):
+        gauge = GaugeMetricFamily("voice_recordings", "Recordings by status", labels=["status"])
+        with single_read() as connection:
+            query = select(Recording.status, func.count()).group_by(Recording.status)
+            counts = dict(connection.execute(query).all())
+        for status in Status:
+            gauge.add_metric([status.value], counts.get(status, 0))
+        yield gauge
+
+
+@blp.route("/metrics", methods=["GET"])
+@blp.response(200, description="Prometheus text exposition format")
+def metrics():
+    """Expose Prometheus metrics: requests, latencies, callbacks by outcome, recordings by status."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        processes = CollectorRegistry()
+        MultiProcessCollector(processes)
+    else:
+        processes = REGISTRY
+    recordings = CollectorRegistry(auto_describe=False)
+    recordings.register(RecordingsByStatus())
+    return Response(generate_latest(processes) + generate_latest(recordings), mimetype=CONTENT_TYPE_LATEST)
