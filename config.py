@@ -16,6 +16,10 @@ def database_url(raw: str) -> str:
     return raw
 
 
+# The callback URL's secret is all that stands between the internet and the recordings' state.
+CALLBACK_TOKEN_MIN_LENGTH = 32
+
+
 class ConfigError(RuntimeError):
     """The configuration is unsafe or incomplete; the app must not start."""
 
@@ -40,9 +44,15 @@ class Config:
 
     # A relative SQLite path lives in the instance folder (Flask-SQLAlchemy resolves it there).
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL", "sqlite:///recordings.db"))
-    # No pool_pre_ping: stale PostgreSQL connections are found without a round trip (database.py).
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    # Engine options are made from the DB_* settings (persistence/database.py, engine_options).
     SQLALCHEMY_RECORD_QUERIES = False
+    # Connections each process pools (a web worker, a job worker): README, "Connection budget".
+    DB_POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "4"))
+    DB_MAX_OVERFLOW = int(os.environ.get("DB_MAX_OVERFLOW", "0"))
+    # Seconds: to wait for a pooled connection, to connect, and (PostgreSQL) for one statement.
+    DB_POOL_TIMEOUT = float(os.environ.get("DB_POOL_TIMEOUT", "5"))
+    DB_CONNECT_TIMEOUT = int(os.environ.get("DB_CONNECT_TIMEOUT", "5"))
+    DB_STATEMENT_TIMEOUT = float(os.environ.get("DB_STATEMENT_TIMEOUT", "30"))
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 
     # Africa's Talking callback: the secret carried in the callback URL, and what else guards it.
@@ -50,8 +60,10 @@ class Config:
     VOICE_CALLBACK_ALLOWED_NETWORKS = _env_list("VOICE_CALLBACK_ALLOWED_NETWORKS")
     TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
     VOICE_DIAL_NUMBERS = _env_list("VOICE_DIAL_NUMBERS")
-    # AT's form posts are small; anything near this is not a callback.
+    # AT's form posts are small; anything near this is not a callback. A body must arrive in
+    # BODY_TIMEOUT_SECONDS (web/bodies.py).
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(64 * 1024)))
+    BODY_TIMEOUT_SECONDS = float(os.environ.get("BODY_TIMEOUT_SECONDS", "10"))
     MAX_FORM_PARTS = int(os.environ.get("MAX_FORM_PARTS", "200"))
 
     # json (the default), text, or none (leave logging alone)
@@ -59,11 +71,16 @@ class Config:
 
     # API keys (Authorization: Bearer) on everything but the callback and the health probes.
     API_AUTH_REQUIRED = _env_flag("API_AUTH_REQUIRED", default=False)
+    # Origins whose pages may call the API from a browser; "*" for any.
+    CORS_ORIGINS = _env_list("CORS_ORIGINS") or ["*"]
 
     # Lookups: how long pollers are asked to wait, and how long a request may be held (Prefer: wait).
     RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "2"))
     WAIT_MAX_SECONDS = int(os.environ.get("WAIT_MAX_SECONDS", "30"))
     WAIT_POLL_INTERVAL = float(os.environ.get("WAIT_POLL_INTERVAL", "0.1"))
+    # Requests a worker holds waiting at once (half of the 1,000 connections gunicorn.conf.py gives a
+    # worker); beyond that, a request is answered at once.
+    WAIT_MAX_HELD = int(os.environ.get("WAIT_MAX_HELD", "500"))
     # Completed recordings kept rendered in each process (about 0.5 KB each), each for at most
     # COMPLETED_CACHE_SECONDS: the bound within which every process serves a change to one (a replay).
     COMPLETED_CACHE_SIZE = int(os.environ.get("COMPLETED_CACHE_SIZE", "100000"))
@@ -73,6 +90,7 @@ class Config:
     API_TITLE = "recordings-service"
     API_VERSION = "v1"
     OPENAPI_VERSION = "3.0.3"
+    API_SPEC_OPTIONS = {"servers": [{"url": "/", "description": "This service, wherever it is reached"}]}
     OPENAPI_URL_PREFIX = "/api/v1"
     OPENAPI_JSON_PATH = "openapi.json"
 
@@ -108,8 +126,9 @@ class ProductionConfig(Config):
 
     # No fallback: an unset DATABASE_URL must stop the app, not quietly write to a local SQLite file.
     SQLALCHEMY_DATABASE_URI = database_url(os.environ.get("DATABASE_URL", ""))
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_size": 5, "max_overflow": 5}
     API_AUTH_REQUIRED = _env_flag("API_AUTH_REQUIRED", default=True)
+    # No browser origin unless named.
+    CORS_ORIGINS = _env_list("CORS_ORIGINS")
 
     @staticmethod
     def check(config) -> None:
@@ -124,6 +143,12 @@ class ProductionConfig(Config):
         ]
         if missing:
             raise ConfigError(f"production configuration needs {', '.join(missing)} set in the environment")
+        if len(config["VOICE_CALLBACK_TOKEN"]) < CALLBACK_TOKEN_MIN_LENGTH:
+            raise ConfigError(
+                f"VOICE_CALLBACK_TOKEN is {len(config['VOICE_CALLBACK_TOKEN'])} characters: production needs at"
+                f" least {CALLBACK_TOKEN_MIN_LENGTH}, since the token is all that guards the callback URL"
+                " (make one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
 
 
 CONFIGS = {

@@ -6,53 +6,38 @@ import os
 import shutil
 import tempfile
 
+# Metrics from every worker: prometheus_client's multiprocess mode reads the files they all write here.
+# Set before anything imports prometheus_client, which reads it once, at import.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="recordings-metrics-"))
+
+from recordings_service.logs import gunicorn_logconfig  # noqa: E402
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-# Threads, so that requests held by `Prefer: wait` (up to 30 s) do not starve plain lookups:
-# every worker holds up to `threads` requests at once, waiting ones costing a thread and no connection.
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "64"))
-# A worker takes no more connections than it has threads: with all of them held, it stops accepting and
-# a new lookup goes to another worker, instead of queueing behind held requests (gunicorn's default: 1000).
-# That leaves no room for idle keep-alive connections: each response closes its connection.
-worker_connections = threads
-keepalive = 0
+# gevent: a connection costs a greenlet, not a thread, so clients holding `Prefer: wait` (up to 30 s),
+# idle keep-alive connections and slow senders cannot use up what callbacks and lookups need. What a
+# worker lets held waits take is WAIT_MAX_HELD (config.py). psycopg 3 and the standard library cooperate
+# with gevent once gunicorn has patched them. (GUNICORN_WORKER_CLASS=gthread is the measured alternative:
+# README, "Speed and survival".)
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+worker_connections = int(os.environ.get("GUNICORN_CONNECTIONS", "1000"))
+threads = int(os.environ.get("GUNICORN_THREADS", "64"))  # gthread only
+# Kept-alive connections wait this long for their next request; with gevent it is also the time a
+# client has to send a request's headers (gunicorn's async workers read them under this timeout), so a
+# client sending a byte a second is cut off after it. Bodies have BODY_TIMEOUT_SECONDS (config.py).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 timeout = 30
 graceful_timeout = 30
 accesslog = "-"  # stdout
-# The default logs the whole request line, and so the callback's ?token= secret: log the path only.
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
+# The line's text; its facts are fields of their own too (recordings_service/logs.py). The path only:
+# the query string may hold the callback's ?token= secret.
+access_log_format = '"%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
-if os.environ.get("LOG_FORMAT", "json") == "json":
-    # gunicorn's own lines as JSON too, like the app's (recordings_service/observability.py).
-    logconfig_dict = {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
-            "json": {
-                "()": "recordings_service.web.observability.json_formatter",
-            }
-        },
-        "filters": {"access_request_id": {"()": "recordings_service.web.observability.AccessLogRequestId"}},
-        "handlers": {
-            "stdout": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "stream": "ext://sys.stdout",
-                "filters": ["access_request_id"],
-            },
-            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
-        },
-        # The app puts its own handler on the root logger (recordings_service.observability).
-        "root": {"level": "INFO", "handlers": []},
-        "loggers": {
-            "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
-        },
-    }
-
-# Metrics from every worker: prometheus_client's multiprocess mode reads the files they all write here.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="recordings-metrics-"))
+# gunicorn's own lines formatted like the app's (JSON or text), secrets redacted.
+logconfig_dict = gunicorn_logconfig(os.environ.get("LOG_FORMAT", "json"))
+# gunicorn's control socket (gunicornc) is one path per user: several servers on a machine would share
+# it, and nothing here uses it.
+control_socket_disable = True
 
 
 def on_starting(server):
@@ -66,6 +51,13 @@ def post_worker_init(worker):
     # Everything the worker made while loading the app lives as long as the worker: out of the
     # collector's sight, full collections stop walking it. (make bench: lookup p99 about 3x lower.)
     gc.freeze()
+    # Once, from the first worker (after gevent has patched it: the master imports none of the app).
+    app = worker.wsgi
+    if worker.age == 1 and "sqlalchemy" in getattr(app, "extensions", {}):
+        from recordings_service.persistence.database import warn_if_over_budget
+
+        with app.app_context():
+            warn_if_over_budget(worker.cfg.workers)
 
 
 def child_exit(server, worker):

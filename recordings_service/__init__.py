@@ -9,10 +9,10 @@ from config import Config, config_from_env
 
 from . import cli
 from .errors import register_error_handlers
-from .extensions import api, db, migrate
-from .persistence.database import configure_engine
+from .extensions import CORS_OPTIONS, api, cors, db, migrate
+from .persistence import database
 from .recordings import public
-from .web import auth, observability, waiting
+from .web import auth, bodies, observability, waiting
 
 
 def create_app(config_class: type[Config] | None = None) -> Flask:
@@ -27,22 +27,24 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
         count = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     observability.init_app(app)  # first, so that every answer (a 401 too) carries a request id
+    bodies.init_app(app)
     register_extensions(app)
+    auth.init_app(app, api.spec)
     register_blueprints(app)
     register_error_handlers(app)
-    auth.init_app(app, api.spec)
     cli.init_app(app)
     return app
 
 
 def register_extensions(app: Flask) -> None:
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = database.engine_options(app.config)
     db.init_app(app)
     migrate.init_app(
         app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True
     )
     api.init_app(app)
-    with app.app_context():
-        configure_engine(db.engine)
+    cors.init_app(app, resources={"/api/*": {"origins": app.config["CORS_ORIGINS"]}}, **CORS_OPTIONS)
+    database.init_app(app)
     public.init_app(app)
     waiting.init_app(app)
 

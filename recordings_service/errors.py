@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import marshmallow as ma
 from flask import Flask, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,10 @@ def http_error(error: HTTPException):
         detail = error.description
     else:
         detail = error.name
-    return error_response(error.code or 500, detail, data.get("headers"))
+    headers = dict(data.get("headers") or {})
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        headers["Allow"] = ", ".join(sorted(error.valid_methods))  # RFC 9110 15.5.6
+    return error_response(error.code or 500, detail, headers)
 
 
 DATABASE_FAILED = "Database unavailable"

@@ -1,6 +1,7 @@
 """Flask extensions, created unbound here and bound to the app in ``create_app``."""
 
 import flask_smorest
+from flask_cors import CORS
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -34,3 +35,10 @@ class Api(flask_smorest.Api):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 api = Api()
+# Browsers on the origins in CORS_ORIGINS may call the API (/api/*) with a key; a preflight needs none.
+cors = CORS()
+CORS_OPTIONS = {
+    "allow_headers": ["Authorization", "Content-Type", "If-None-Match", "Prefer", "X-Request-ID"],
+    "expose_headers": ["ETag", "Retry-After", "Preference-Applied", "Location", "X-Request-ID"],
+    "max_age": 600,
+}

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
-from recordings_service.web.observability import RequestIdFilter, json_formatter
+from recordings_service.logs import RequestIdFilter, json_formatter
 from testkit.servers import gunicorn, http, post_callback
 from tests.support import fixture_call
 

@@ -30,6 +30,12 @@ class Status(enum.StrEnum):
         return self in (Status.COMPLETED, Status.FAILED)
 
 
+# A failure reason is AT's hangupCause or status, which AT does not bound: longer ones are cut to this
+# (the stored callback keeps them whole).
+FAILURE_REASON_MAX_LENGTH = 128
+# The longest duration a callback may state: what a 32-bit column holds, some 68 years.
+DURATION_MAX_SECONDS = 2**31 - 1
+
 # What Africa's Talking reports for a call that connected and ended normally.
 AT_SUCCESS = "Success"
 AT_NORMAL_CLEARING = "NORMAL_CLEARING"
@@ -85,9 +91,9 @@ def _ended_well(report: CallReport) -> bool:
 
 def _failure_reason(report: CallReport) -> str:
     if report.hangup_cause and report.hangup_cause != AT_NORMAL_CLEARING:
-        return report.hangup_cause
+        return report.hangup_cause[:FAILURE_REASON_MAX_LENGTH]
     if report.call_status and report.call_status != AT_SUCCESS:
-        return report.call_status
+        return report.call_status[:FAILURE_REASON_MAX_LENGTH]
     return "zero_duration"
 
 
@@ -120,7 +126,7 @@ def derive(calls: Iterable[CallFacts]) -> RecordingState:
     if well:
         return RecordingState(Status.PROCESSING, duration=max(call.duration or 0 for call in well))
     reasons = sorted({call.failure_reason or "unknown" for call in heard})
-    return RecordingState(Status.FAILED, failure_reason=", ".join(reasons)[:128])
+    return RecordingState(Status.FAILED, failure_reason=", ".join(reasons)[:FAILURE_REASON_MAX_LENGTH])
 
 
 # Forward only: recording -> processing -> completed or failed. Completed is the end of the line;

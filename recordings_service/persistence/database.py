@@ -1,16 +1,21 @@
 """Engine set-up that the models do not show (SQLite made safe for several processes, PostgreSQL
 connections checked cheaply) and the two ways statements run: one read, or one write transaction."""
 
+import logging
 import select
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, Table, event
+from flask import Flask, current_app
+from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session
 
 from ..extensions import db
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -39,14 +44,82 @@ def single_read() -> Iterator[Connection]:
 
     One statement sees one consistent snapshot on its own; the transaction would only add round trips
     (PostgreSQL) or statements (SQLite) to the lookup, the request clients make most.
+
+    Reads take at most all but one of the pool's connections: however many lookups arrive at once,
+    a callback (a write) always finds a connection.
     """
     engine = db.engine
     if engine.dialect.name == "sqlite":
         options = {"sqlite_begin": None}
     else:
         options = {"isolation_level": "AUTOCOMMIT"}
-    with engine.connect().execution_options(**options) as connection:
+    with (
+        current_app.extensions["database_reads"],
+        engine.connect().execution_options(**options) as connection,
+    ):
         yield connection
+
+
+def check_writable() -> None:
+    """Raise ``SQLAlchemyError`` unless the database takes a write; the write is rolled back.
+
+    A read-only SQLite file, a PostgreSQL standby or a read-only transaction default all answer reads.
+    """
+    with db.engine.connect() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
+        connection.rollback()
+
+
+def engine_options(config) -> dict:
+    """SQLAlchemy engine options from the app's DB_* settings: pool, and timeouts on every wait."""
+    options = {
+        "pool_size": config["DB_POOL_SIZE"],
+        "max_overflow": config["DB_MAX_OVERFLOW"],
+        "pool_timeout": config["DB_POOL_TIMEOUT"],
+    }
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        milliseconds = int(config["DB_STATEMENT_TIMEOUT"] * 1000)
+        options["connect_args"] = {
+            "connect_timeout": config["DB_CONNECT_TIMEOUT"],
+            "options": f"-c statement_timeout={milliseconds}",
+            # A server that stops answering mid-statement: the connection fails after this, not never.
+            "tcp_user_timeout": milliseconds + 5000,
+        }
+    return options
+
+
+def warn_if_over_budget(processes: int) -> None:
+    """Log a warning when ``processes`` processes of this app, each filling its pool, would ask
+    PostgreSQL for more connections than it accepts (``max_connections`` less those it reserves)."""
+    engine = db.engine
+    if engine.dialect.name != "postgresql":
+        return
+    per_process = engine.pool.size() + engine.pool._max_overflow
+    with single_read() as connection:
+        most = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
+        reserved = int(connection.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one())
+    wanted = processes * per_process
+    if wanted > most - reserved:
+        log.warning(
+            "connection budget: %d processes x %d pooled connections = %d, but PostgreSQL accepts %d"
+            " (max_connections %d less %d reserved): lower WEB_CONCURRENCY or DB_POOL_SIZE",
+            processes,
+            per_process,
+            wanted,
+            most - reserved,
+            most,
+            reserved,
+        )
+    else:
+        log.info("connection budget: %d of the %d connections PostgreSQL accepts", wanted, most - reserved)
+
+
+def init_app(app: Flask) -> None:
+    """Tune the engine for its database and set the share of the pool reads may take."""
+    with app.app_context():
+        configure_engine(db.engine)
+    connections = app.config["DB_POOL_SIZE"] + app.config["DB_MAX_OVERFLOW"]
+    app.extensions["database_reads"] = threading.BoundedSemaphore(max(connections - 1, 1))
 
 
 def configure_engine(engine: Engine) -> None:

@@ -20,7 +20,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..domain.clock import utcnow
-from ..domain.recordings import RECORDING_ID_MAX_LENGTH, CallFacts, RecordingState, Status
+from ..domain.recordings import (
+    FAILURE_REASON_MAX_LENGTH,
+    RECORDING_ID_MAX_LENGTH,
+    CallFacts,
+    RecordingState,
+    Status,
+)
 from ..extensions import db
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
@@ -86,7 +92,7 @@ class Recording(db.Model):
     status: Mapped[Status] = mapped_column(StatusType, default=Status.RECORDING)
     duration: Mapped[int | None] = mapped_column(Integer)
     recording_url: Mapped[str | None] = mapped_column(Text)
-    failure_reason: Mapped[str | None] = mapped_column(String(128))
+    failure_reason: Mapped[str | None] = mapped_column(String(FAILURE_REASON_MAX_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -122,7 +128,7 @@ class CallSession(db.Model):
     ended_well: Mapped[bool] = mapped_column(Boolean, default=False)
     duration: Mapped[int | None] = mapped_column(Integer)
     recording_url: Mapped[str | None] = mapped_column(Text)
-    failure_reason: Mapped[str | None] = mapped_column(String(128))
+    failure_reason: Mapped[str | None] = mapped_column(String(FAILURE_REASON_MAX_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -63,7 +63,8 @@ def ingest_callback(
                 fields=dict(fields),
                 digest=digest,
                 duplicate=duplicate,
-                remote_addr=remote_addr,
+                # Behind proxies the address comes from X-Forwarded-For, which a client can make long.
+                remote_addr=remote_addr[: StoredCallback.remote_addr.type.length] if remote_addr else None,
                 received_at=now,
             )
         )

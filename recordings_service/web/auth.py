@@ -9,6 +9,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 
+from apispec import BasePlugin
 from flask import Flask, current_app, request
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
@@ -68,8 +69,11 @@ def is_valid_api_key(key: str) -> bool:
 
 
 def require_api_key():
-    """Refuse, with 401, a request without a valid key, unless keys are off or its view is public."""
-    if not current_app.config["API_AUTH_REQUIRED"]:
+    """Refuse, with 401, a request without a valid key, unless keys are off or its view is public.
+
+    OPTIONS needs none: a browser's CORS preflight cannot carry the key, and it reads no data.
+    """
+    if not current_app.config["API_AUTH_REQUIRED"] or request.method == "OPTIONS":
         return
     view = current_app.view_functions.get(request.endpoint)
     if getattr(view, "is_public", False):
@@ -83,10 +87,23 @@ def require_api_key():
         )
 
 
+class _UnauthorizedResponses(BasePlugin):
+    """Documents the 401 on every operation that needs a key (all but the ``@public`` ones)."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs) -> None:
+        for operation in (operations or {}).values():
+            if operation.get("security") != []:
+                operation.setdefault("responses", {})["401"] = "UNAUTHORIZED"
+
+
 def init_app(app: Flask, spec) -> None:
     """Check keys before every request, and describe them in the OpenAPI spec: required everywhere
-    but where a view is ``@public``."""
+    but where a view is ``@public``. Before the blueprints are registered, so their paths are seen."""
     app.before_request(require_api_key)
     if "bearerAuth" not in spec.components.security_schemes:
         spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     spec.options["security"] = [{"bearerAuth": []}]
+    if not any(isinstance(plugin, _UnauthorizedResponses) for plugin in spec.plugins):
+        plugin = _UnauthorizedResponses()
+        plugin.init_spec(spec)
+        spec.plugins.append(plugin)

@@ -12,13 +12,14 @@ from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from flask import Response, current_app, g, request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
 from ..domain.recordings import CallReport
 from ..errors import ErrorSchema, on_database_error
 from ..integrations.africastalking.callbacks import CallbackSchema, actions_xml
 from ..recordings.lifecycle import ingest_callback
 from .auth import public
+from .blueprints import Blueprint
 from .observability import CALLBACKS
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,13 @@ blp = Blueprint(
 )
 
 FORM = "application/x-www-form-urlencoded"
+TOKEN_PARAMETER = {
+    "in": "query",
+    "name": "token",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "VOICE_CALLBACK_TOKEN: required whenever the service has one (always in production)",
+}
 
 
 @lru_cache(maxsize=8)
@@ -68,6 +76,10 @@ def guard():
     repeated = [key for key, values in request.form.lists() if len(values) > 1]
     if repeated:
         abort(400, message=f"Invalid request: {', '.join(repeated)}: given more than once")
+    # No text a person or AT writes holds a NUL, and PostgreSQL cannot store one.
+    with_nul = [repr(key) for key, value in request.form.items() if "\x00" in key or "\x00" in value]
+    if with_nul:
+        abort(400, message=f"Invalid request: {', '.join(with_nul)}: contains a NUL character")
 
 
 @blp.after_request
@@ -88,6 +100,7 @@ def count_and_log(response: Response) -> Response:
 @blp.alt_response(403, schema=ErrorSchema, description="Wrong token or address; nothing stored")
 @blp.alt_response(413, schema=ErrorSchema, description="Body too large; nothing stored")
 @blp.alt_response(500, schema=ErrorSchema, description="Could not be stored; nothing acknowledged")
+@blp.doc(parameters=[TOKEN_PARAMETER])
 @public  # the ?token= guards it, not an API key
 @on_database_error("Failed to store callback")
 def receive_callback(report: CallReport):

@@ -6,8 +6,8 @@ from functools import lru_cache
 
 from alembic.script import ScriptDirectory
 from flask import Response, current_app
-from flask_smorest import Blueprint, abort
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from flask_smorest import abort
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select, text
@@ -15,9 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..domain.recordings import Status
 from ..errors import ErrorSchema
-from ..persistence.database import single_read
+from ..persistence.database import check_writable, single_read
 from ..persistence.models import Recording
 from .auth import public
+from .blueprints import Blueprint
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,15 @@ def healthz():
 
 
 @blp.route("/readyz", methods=["GET"])
-@blp.response(200, description="The database answers and its schema is at the migrations' head")
-@blp.alt_response(503, schema=ErrorSchema, description="Not ready: database unreachable or not migrated")
+@blp.response(
+    200, description="The database answers, takes writes, and its schema is at the migrations' head"
+)
+@blp.alt_response(
+    503, schema=ErrorSchema, description="Not ready: database unreachable, read-only or not migrated"
+)
 @public
 def readyz():
-    """Tell whether the service can serve: database reachable, migrations at head."""
+    """Tell whether the service can serve: database reachable and writable, migrations at head."""
     expected = _migration_heads(current_app.extensions["migrate"].directory)
     try:
         with single_read() as connection:
@@ -55,17 +60,33 @@ def readyz():
             503,
             message=f"Database at migration {', '.join(sorted(current)) or 'none'}, expected {', '.join(sorted(expected))}",
         )
+    try:
+        check_writable()
+    except SQLAlchemyError:
+        log.exception("readiness check: the database does not take writes")
+        abort(503, message="Database does not take writes (read-only)")
     return {"status": "ready"}
 
 
+METRICS_DATABASE_FAILURES = Counter(
+    "metrics_database_failures_total", "Scrapes that could not count recordings: the database failed"
+)
+
+
 class RecordingsByStatus:
-    """``voice_recordings{status}``, counted in the database at each scrape."""
+    """``voice_recordings{status}``, counted in the database at each scrape; left out of a scrape when the
+    database fails, so that every other metric is still there when it matters most."""
 
     def collect(self):
+        try:
+            with single_read() as connection:
+                query = select(Recording.status, func.count()).group_by(Recording.status)
+                counts = dict(connection.execute(query).all())
+        except SQLAlchemyError:
+            log.exception("metrics: counting recordings failed")
+            METRICS_DATABASE_FAILURES.inc()
+            return
         gauge = GaugeMetricFamily("voice_recordings", "Recordings by status", labels=["status"])
-        with single_read() as connection:
-            query = select(Recording.status, func.count()).group_by(Recording.status)
-            counts = dict(connection.execute(query).all())
         for status in Status:
             gauge.add_metric([status.value], counts.get(status, 0))
         yield gauge
@@ -82,4 +103,7 @@ def metrics():
         processes = REGISTRY
     recordings = CollectorRegistry(auto_describe=False)
     recordings.register(RecordingsByStatus())
-    return Response(generate_latest(processes) + generate_latest(recordings), mimetype=CONTENT_TYPE_LATEST)
+    # Counted before the processes' metrics are read, so that this scrape's failure is in it.
+    exposition = generate_latest(recordings)
+    # content_type, not mimetype: CONTENT_TYPE_LATEST carries its charset already.
+    return Response(generate_latest(processes) + exposition, content_type=CONTENT_TYPE_LATEST)

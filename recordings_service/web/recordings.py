@@ -1,15 +1,20 @@
 """The recordings API under ``/api/v1/voice`` (the ``voice`` blueprint): lookup, listing, registration."""
 
+import re
+
 import marshmallow as ma
 from flask import Response, current_app, request, url_for
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from werkzeug.http import parse_dict_header
 
+from ..domain.recordings import Status
 from ..errors import ErrorSchema, on_database_error
 from ..recordings import public
 from ..recordings.public import RecordingSchema
 from ..recordings.registration import SessionConflict, register_recording
+from .blueprints import Blueprint
 from .schemas import ListQuerySchema, RecordingPageSchema, RegistrationSchema
+from .waiting import Full
 
 blp = Blueprint("voice", __name__, url_prefix="/api/v1/voice", description="Recordings of conference calls")
 
@@ -77,10 +82,20 @@ def get_recording(recording_id: str):
     if rendered is None:
         abort(404, message=NOT_FOUND)
     wait = requested_wait(request.headers.get("Prefer"), current_app.config["WAIT_MAX_SECONDS"])
-    waited = wait is not None and request.if_none_match.contains(rendered.etag)
+    # A completed recording will not change while a client waits: answer at once.
+    waited = (
+        wait is not None
+        and rendered.status is not Status.COMPLETED
+        and request.if_none_match.contains(rendered.etag)
+    )
     if waited:
-        watcher = current_app.extensions["recording_watcher"]
-        rendered = watcher.wait_for_change(recording_id, rendered.etag, wait) or rendered
+        try:
+            rendered = (
+                current_app.extensions["recording_watcher"].wait_for_change(recording_id, rendered.etag, wait)
+                or rendered
+            )
+        except Full:
+            waited = False
     # If-None-Match is the one precondition a lookup honours (RFC 9110 13.1.2: weak comparison).
     # Checked here rather than with Response.make_conditional, which also parses dates and ranges
     # the lookup never sends: a tenth of the lookup's time.
@@ -99,11 +114,14 @@ def get_recording(recording_id: str):
     return response
 
 
+_SECONDS = re.compile(r"[0-9]{1,10}")
+
+
 def requested_wait(prefer: str | None, most: int) -> int | None:
     """Return the seconds a ``Prefer: wait=N`` header (RFC 7240) asks to wait, at most ``most``."""
     value = parse_dict_header(prefer or "").get("wait")
-    if value is None or not value.isdigit():
-        return None
+    if value is None or not _SECONDS.fullmatch(value):
+        return None  # not a wait preference this server understands: ignored, as RFC 7240 says
     return min(int(value), most)
 
 

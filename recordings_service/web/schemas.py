@@ -15,6 +15,21 @@ from ..fields import PHONE_NUMBER_DOC, RECORDING_ID_DOC, validate_phone_number, 
 from ..recordings.public import PagePosition, RecordingSchema
 
 
+def _storable(value: datetime) -> None:
+    """Refuse a time that has no UTC equivalent the database can hold (0001-01-01T00:00+14:00)."""
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ma.ValidationError("Not a time that can be compared: out of range.") from None
+    if not 1 <= utc.year <= 9999:
+        raise ma.ValidationError("Not a time that can be compared: out of range.")
+
+
+_BAD_CURSOR = "Not a valid cursor: use next_cursor from a previous page."
+# Keys are 64-bit on PostgreSQL.
+_MAX_KEY = 2**63 - 1
+
+
 class Cursor(ma.fields.Field):
     """An opaque position in the listing (base64 of the last row's creation time and key)."""
 
@@ -24,14 +39,17 @@ class Cursor(ma.fields.Field):
         raw = json.dumps([value.created_at.isoformat(), value.pk]).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
-    def _deserialize(self, value, attr, data, **kwargs) -> PagePosition:
+    def _deserialize(self, value, attr, data, **kwargs) -> PagePosition | None:
+        if value == "":
+            return None  # no position: the first page
         try:
             created_at, pk = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-            position = PagePosition(datetime.fromisoformat(created_at), int(pk))
-        except (ValueError, TypeError) as error:
-            raise ma.ValidationError("Not a valid cursor: use next_cursor from a previous page.") from error
-        if position.created_at.tzinfo is None:
-            raise ma.ValidationError("Not a valid cursor: use next_cursor from a previous page.")
+            position = PagePosition(datetime.fromisoformat(created_at), pk)
+        except (ValueError, TypeError, RecursionError) as error:
+            raise ma.ValidationError(_BAD_CURSOR) from error
+        if position.created_at.tzinfo is None or type(pk) is not int or not 0 <= pk <= _MAX_KEY:
+            raise ma.ValidationError(_BAD_CURSOR)
+        _storable(position.created_at)
         return position
 
 
@@ -40,11 +58,13 @@ class ListQuerySchema(ma.Schema):
 
     status = ma.fields.Enum(Status, by_value=True)
     created_after = ma.fields.AwareDateTime(
-        default_timezone=UTC, metadata={"example": "2024-01-15T10:00:00.000Z"}
+        default_timezone=UTC, validate=_storable, metadata={"example": "2024-01-15T10:00:00.000Z"}
     )
-    created_before = ma.fields.AwareDateTime(default_timezone=UTC)
+    created_before = ma.fields.AwareDateTime(default_timezone=UTC, validate=_storable)
     limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
-    cursor = Cursor(metadata={"description": "next_cursor of the previous page", "type": "string"})
+    cursor = Cursor(
+        metadata={"description": "next_cursor of the previous page (empty: the first page)", "type": "string"}
+    )
 
 
 class RecordingPageSchema(ma.Schema):

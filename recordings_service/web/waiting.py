@@ -4,6 +4,9 @@ One watcher thread per worker process looks at the recordings that requests wait
 ``interval`` seconds in one query, and wakes each waiter whose recording's body (ETag) is no longer
 the one it has. Waiting requests hold no database connection; the database stays the only truth,
 so any number of processes and hosts may wait on the same recordings.
+
+A worker holds at most ``WAIT_MAX_HELD`` requests at once; beyond that a request is answered at once,
+as RFC 7240 lets a server do with a preference, so waits never take what other requests need.
 """
 
 import logging
@@ -29,24 +32,33 @@ class _Waiter:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["recording_watcher"] = ChangeWatcher(app, app.config["WAIT_POLL_INTERVAL"])
+    app.extensions["recording_watcher"] = ChangeWatcher(
+        app, app.config["WAIT_POLL_INTERVAL"], app.config["WAIT_MAX_HELD"]
+    )
+
+
+class Full(Exception):
+    """The worker holds as many waiting requests as it may: answer this one at once."""
 
 
 class ChangeWatcher:
     """Wakes requests waiting on recordings when their bodies change."""
 
-    def __init__(self, app: Flask, interval: float):
+    def __init__(self, app: Flask, interval: float, most: int):
         self._app = app
         self._interval = interval
+        self._most = most
         self._waiters: set[_Waiter] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def wait_for_change(self, recording_id: str, etag: str, timeout: float) -> Rendered | None:
         """Return the recording's new rendering once its ETag differs from ``etag``, or None after
-        ``timeout`` seconds without a change."""
+        ``timeout`` seconds without a change. Raises ``Full`` when the worker may hold no more."""
         waiter = _Waiter(recording_id, etag)
         with self._lock:
+            if len(self._waiters) >= self._most:
+                raise Full
             self._waiters.add(waiter)
             # Started by the first waiter, so a thread never crosses gunicorn's fork of the workers.
             if self._thread is None or not self._thread.is_alive():

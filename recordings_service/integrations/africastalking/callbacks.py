@@ -8,7 +8,7 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 
 import marshmallow as ma
 
-from ...domain.recordings import CallReport
+from ...domain.recordings import DURATION_MAX_SECONDS, CallReport
 from ...fields import RECORDING_ID_DOC, validate_recording_id
 
 
@@ -16,6 +16,9 @@ def _http_url_or_empty(value: str) -> None:
     # AT sends an empty recordingUrl when nothing was recorded; anything else must be a web address.
     if value:
         ma.validate.URL(schemes={"http", "https"}, require_tld=False)(value)
+
+
+_DURATION = ma.validate.Range(min=0, max=DURATION_MAX_SECONDS)
 
 
 class CallbackSchema(ma.Schema):
@@ -31,21 +34,13 @@ class CallbackSchema(ma.Schema):
     session_id = ma.fields.String(
         data_key="sessionId", required=True, validate=validate_recording_id, metadata=RECORDING_ID_DOC
     )
-    active = ma.fields.Boolean(
-        data_key="isActive",
-        required=True,
-        truthy={"1"},
-        falsy={"0"},
-        error_messages={"invalid": "Must be 0 or 1."},
+    active = ma.fields.String(
+        data_key="isActive", required=True, validate=ma.validate.OneOf(["0", "1"], error="Must be 0 or 1.")
     )
     call_status = ma.fields.String(data_key="status", load_default=None)
     hangup_cause = ma.fields.String(data_key="hangupCause", load_default=None)
-    duration = ma.fields.Integer(
-        data_key="durationInSeconds", load_default=None, validate=ma.validate.Range(min=0)
-    )
-    dial_duration = ma.fields.Integer(
-        data_key="dialDurationInSeconds", load_default=None, validate=ma.validate.Range(min=0)
-    )
+    duration = ma.fields.Integer(data_key="durationInSeconds", load_default=None, validate=_DURATION)
+    dial_duration = ma.fields.Integer(data_key="dialDurationInSeconds", load_default=None, validate=_DURATION)
     recording_url = ma.fields.String(data_key="recordingUrl", load_default=None, validate=_http_url_or_empty)
 
     @ma.pre_load
@@ -57,7 +52,7 @@ class CallbackSchema(ma.Schema):
     def make_report(self, data, **kwargs) -> CallReport:
         return CallReport(
             session_id=data["session_id"],
-            active=data["active"],
+            active=data["active"] == "1",
             call_status=data["call_status"] or None,
             hangup_cause=data["hangup_cause"] or None,
             # The bridged leg is what Dial recorded; the whole call includes ringing.
