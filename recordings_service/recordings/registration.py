@@ -49,12 +49,16 @@ def create_or_lock_recording(
 
 
 def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -> list[str]:
-    """Bind AT ``session_ids`` to ``recording``; return those bound to another recording already."""
+    """Bind AT ``session_ids`` to ``recording``; return those bound to another recording already.
+
+    Sessions are inserted in sorted order, so two transactions naming the same sessions wait for each
+    other in the same order instead of each holding one the other needs (a deadlock on PostgreSQL).
+    """
     if not session_ids:
         return []
     rows = [
         {"session_id": sid, "recording_pk": recording.pk, "created_at": now, "updated_at": now}
-        for sid in session_ids
+        for sid in sorted(set(session_ids))
     ]
     insert_ignoring_conflicts(db.session, CallSession.__table__, rows, unique=["session_id"])
     bound = db.session.execute(
@@ -78,7 +82,7 @@ def register_recording(
         recording, created = create_or_lock_recording(recording_id or new_recording_id(), now, dial)
         if dial is not None:
             recording.dial = dial
-        conflicts = bind_sessions(recording, list(dict.fromkeys(session_ids)), now)
+        conflicts = bind_sessions(recording, session_ids, now)
         if conflicts:
             raise SessionConflict(conflicts)
         session.flush()
