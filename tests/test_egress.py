@@ -55,12 +55,6 @@ def connects(monkeypatch):
     return attempted
 
 
-@pytest.fixture
-def media():
-    with MediaServer() as server:
-        yield server
-
-
 def fetch(url, policy=DEVELOPMENT_POLICY, max_bytes=10 * MB, **options):
     into = io.BytesIO()
     result = download(url, into, max_bytes=max_bytes, policy=policy, **options)
