@@ -364,6 +364,9 @@ def download(
     than ``max_bytes``: announced, or read up to ``max_bytes + 1``), LengthMismatch (fewer or more
     bytes than Content-Length: a cut connection), TimedOut and NetworkError. On an error, ``into``
     may hold part of the body: the caller discards it.
+
+    ``client``, when given (one of ``make_client``'s, to reuse its connections), brings its own
+    policy and timeouts for the connections; ``policy`` still checks the URL first.
     """
     check_url(url, policy)
     own_client = client is None
