@@ -26,7 +26,7 @@ run: migrate  ## serve with gunicorn on 0.0.0.0:$(PORT)
 dev: migrate  ## Flask's debug server on port 8000, reloading on change
 	$(FLASK) run --debug --port $(PORT)
 
-test: lint  ## lint, then the test suite (PostgreSQL too when TEST_DATABASE_URL is set)
+test: lint /usr/bin/chromium  ## lint, then the test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
 
 faults: $(BIN)/.installed  ## fault tests: stops and restarts the local PostgreSQL, kills workers
@@ -35,6 +35,10 @@ faults: $(BIN)/.installed  ## fault tests: stops and restarts the local PostgreS
 lint: $(BIN)/.installed  ## ruff: lint and formatting
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Debian's chromium, which the browser test (tests/test_browser.py) drives; installed when missing.
+/usr/bin/chromium:
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 bench: $(BIN)/.installed  ## benchmarks (bench/run.py): needs wrk, installed here when missing
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
