@@ -6,6 +6,7 @@ start when something it needs is missing, rather than falling back to an unsafe 
 
 import ipaddress
 import os
+import urllib.parse
 
 
 def database_url(raw: str) -> str:
@@ -22,6 +23,20 @@ CALLBACK_TOKEN_MIN_LENGTH = 32
 
 class ConfigError(RuntimeError):
     """The configuration is unsafe or incomplete; the app must not start."""
+
+
+def audio_storage_url_problem(url: str) -> str | None:
+    """What is wrong with an ``AUDIO_STORAGE_URL`` (``None`` when nothing is)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("file", "s3"):
+        return f"{parsed.scheme or url!r} is not file:// or s3://"
+    if parsed.username or parsed.password:
+        return "credentials belong in the AWS_* settings, not in the URL"
+    if parsed.scheme == "s3" and not parsed.hostname:
+        return "s3:// needs a bucket (s3://bucket/prefix)"
+    if parsed.scheme == "file" and (parsed.netloc or not parsed.path.startswith("/")):
+        return "file:// needs an absolute path (file:///srv/audio)"
+    return None
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -79,6 +94,19 @@ class Config:
     BODY_TIMEOUT_SECONDS = float(os.environ.get("BODY_TIMEOUT_SECONDS", "10"))
     MAX_FORM_PARTS = int(os.environ.get("MAX_FORM_PARTS", "200"))
 
+    # Outbound HTTP (integrations/egress.py: recordings fetched from AT's URLs, webhooks): private,
+    # loopback and link-local addresses are reachable only with EGRESS_ALLOW_PRIVATE (true in
+    # development and tests, false in production) or inside EGRESS_ALLOWED_NETWORKS (comma-separated
+    # CIDRs, e.g. a storage or media proxy on the private network).
+    EGRESS_ALLOW_PRIVATE = _env_flag("EGRESS_ALLOW_PRIVATE", default=True)
+    EGRESS_ALLOWED_NETWORKS = _env_list("EGRESS_ALLOWED_NETWORKS")
+
+    # Where the audio is kept (integrations/storage.py): unset, the instance folder's audio/;
+    # file:///absolute/path, a local directory; s3://bucket/prefix, S3-compatible object storage with
+    # boto3's own AWS_* settings (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, and
+    # AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3 for a store other than AWS).
+    AUDIO_STORAGE_URL = os.environ.get("AUDIO_STORAGE_URL") or None
+
     # json (the default), text, or none (leave logging alone)
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
 
@@ -133,11 +161,17 @@ class Config:
     @staticmethod
     def check(config) -> None:
         """Raise ``ConfigError`` when the app's effective ``config`` must not run."""
-        for cidr in config["VOICE_CALLBACK_ALLOWED_NETWORKS"]:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise ConfigError(f"VOICE_CALLBACK_ALLOWED_NETWORKS: {cidr!r} is not a network") from None
+        for setting in ("VOICE_CALLBACK_ALLOWED_NETWORKS", "EGRESS_ALLOWED_NETWORKS"):
+            for cidr in config[setting]:
+                try:
+                    ipaddress.ip_network(cidr, strict=False)
+                except ValueError:
+                    raise ConfigError(f"{setting}: {cidr!r} is not a network") from None
+        storage_url = config.get("AUDIO_STORAGE_URL")
+        if storage_url:
+            problem = audio_storage_url_problem(storage_url)
+            if problem:
+                raise ConfigError(f"AUDIO_STORAGE_URL: {problem}")
 
 
 class DevelopmentConfig(Config):
@@ -155,6 +189,10 @@ class TestingConfig(Config):
     VOICE_CALLBACK_TOKEN = None
     VOICE_DIAL_NUMBERS: list[str] = []
     VOICE_CALLBACK_ALLOWED_NETWORKS: list[str] = []
+    # The tests' peers (media servers, the S3 stand-in) are on loopback.
+    EGRESS_ALLOW_PRIVATE = True
+    EGRESS_ALLOWED_NETWORKS: list[str] = []
+    AUDIO_STORAGE_URL = None
 
 
 class ProductionConfig(Config):
@@ -165,6 +203,8 @@ class ProductionConfig(Config):
     API_AUTH_REQUIRED = _env_flag("API_AUTH_REQUIRED", default=True)
     # No browser origin unless named.
     CORS_ORIGINS = _env_list("CORS_ORIGINS")
+    # A URL given to the service must not reach its own network unless an operator opens it.
+    EGRESS_ALLOW_PRIVATE = _env_flag("EGRESS_ALLOW_PRIVATE", default=False)
 
     @staticmethod
     def check(config) -> None:

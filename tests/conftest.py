@@ -15,10 +15,14 @@ from sqlalchemy.engine import make_url
 from config import database_url
 from recordings_service import create_app
 from recordings_service.extensions import db
+from recordings_service.integrations.storage import LocalStorage, storage_from_config
 from testkit.config import config_for
+from testkit.media import MediaServer
+from testkit.s3 import moto_s3
 from tests.support import empty_tables
 
 BACKENDS = ["sqlite", "postgresql"]
+STORAGE_BACKENDS = ["local", "s3"]
 
 
 def pytest_addoption(parser):
@@ -125,3 +129,38 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def media():
+    """A scripted HTTP server on loopback (testkit/media.py): where outbound requests go."""
+    with MediaServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on a loopback port, in a process of its own, for the whole run."""
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture(params=STORAGE_BACKENDS)
+def storage(request, tmp_path, monkeypatch):
+    """Audio storage of each backend, empty: a temporary directory, and a fresh bucket on moto.
+
+    The S3 one is built as the app will build it: from AUDIO_STORAGE_URL and the AWS_* environment.
+    """
+    if request.param == "local":
+        yield LocalStorage(tmp_path / "audio")
+        return
+    server = request.getfixturevalue("s3_server")
+    bucket = f"audio-{uuid.uuid4().hex[:12]}"
+    admin = server.client()
+    admin.create_bucket(Bucket=bucket)
+    admin.close()
+    for name, value in server.environment().items():
+        monkeypatch.setenv(name, value)
+    s3 = storage_from_config({"AUDIO_STORAGE_URL": f"s3://{bucket}/recordings"}, tmp_path)
+    yield s3
+    s3.client.close()

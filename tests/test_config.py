@@ -8,6 +8,7 @@ import pytest
 
 from config import ConfigError, ProductionConfig, database_url
 from recordings_service import create_app
+from testkit.config import config_for
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,32 @@ def test_an_unknown_environment_name_is_refused(monkeypatch):
 
     with pytest.raises(ConfigError, match="staging"):
         create_app()
+
+
+def test_outbound_requests_reach_private_addresses_only_outside_production():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_")}
+    code = "import config; print(*(c.EGRESS_ALLOW_PRIVATE for c in config.CONFIGS.values()))"
+
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+    development, testing, production = result.stdout.split()
+    assert (development, testing, production) == ("True", "True", "False")
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"EGRESS_ALLOWED_NETWORKS": ["10.0.0.0/33"]}, "EGRESS_ALLOWED_NETWORKS"),
+        ({"AUDIO_STORAGE_URL": "ftp://audio.example/recordings"}, "not file:// or s3://"),
+        ({"AUDIO_STORAGE_URL": "s3:///recordings"}, "needs a bucket"),
+        ({"AUDIO_STORAGE_URL": "file://audio"}, "absolute path"),
+        ({"AUDIO_STORAGE_URL": "s3://AKIAKEY:s3cr3t@bucket/audio"}, "credentials belong in the AWS_"),
+    ],
+)
+def test_bad_egress_and_storage_settings_stop_the_app(tmp_path, settings, named):
+    config = config_for(f"sqlite:///{tmp_path}/recordings.db", **settings)
+
+    with pytest.raises(ConfigError, match=named) as raised:
+        create_app(config)
+
+    assert "s3cr3t" not in str(raised.value)

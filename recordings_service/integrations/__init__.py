@@ -1,1 +1,1 @@
-"""The outside world's protocols: what Africa's Talking sends and expects."""
+"""The outside world: what Africa's Talking sends and expects, outbound HTTP, audio storage."""
