@@ -96,6 +96,7 @@ def downgrade():
         batch_op.drop_column("audio_session_id")
 
     with op.batch_alter_table("voice_call_sessions", schema=None) as batch_op:
+        batch_op.drop_constraint("audio_status", type_="check")
         batch_op.drop_column("audio_stored_at")
         batch_op.drop_column("audio_duration")
         batch_op.drop_column("audio_content_type")

@@ -165,7 +165,11 @@ def simulate_call(
             yield f"callback isActive={fields['isActive']} {state}: {status} {text}".rstrip()
             if status >= 300:
                 raise RuntimeError(f"callback refused: {text}")
-        yield from _follow(f"{base_url}/api/v1/voice/recordings/{recording_id}", authorization, wait)
+        lookup = f"{base_url}/api/v1/voice/recordings/{recording_id}"
+        if outcome == "recorded":  # the worker fetches the recording from this process meanwhile
+            yield from _follow(lookup, authorization, wait)
+        else:
+            yield _request(lookup, headers=authorization)[1].strip()
 
 
 def _follow(url: str, headers: dict, seconds: float) -> Iterator[str]:

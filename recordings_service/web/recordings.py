@@ -220,7 +220,7 @@ def _serve(audio: AudioFile | None) -> Response:
     start, stop = span or (0, audio.size)
     storage = current_app.extensions["audio_storage"]
     response = Response(
-        storage.read(audio.key, start, stop),
+        storage.read(audio.key, start, stop - start),
         status=206 if span else 200,
         content_type=audio.content_type,
         headers=headers,

@@ -13,6 +13,7 @@ import random
 import tempfile
 from datetime import datetime, timedelta
 
+import httpx
 from flask import current_app
 
 from ..domain.clock import utcnow
@@ -41,17 +42,19 @@ def fetch_audio(claim: queue.Claim) -> None:
                 work.url,
                 file,
                 max_bytes=config["AUDIO_MAX_BYTES"],
-                policy=egress.policy_from_config(config),
-                timeout=egress.Timeout(
-                    config["AUDIO_FETCH_CONNECT_TIMEOUT"], config["AUDIO_FETCH_READ_TIMEOUT"]
+                policy=egress.EgressPolicy.from_config(config),
+                timeout=httpx.Timeout(
+                    config["AUDIO_FETCH_READ_TIMEOUT"], connect=config["AUDIO_FETCH_CONNECT_TIMEOUT"]
                 ),
+                deadline=config["WORK_LEASE_SECONDS"] * 10,
             )
             found = inspect(file)
-        except (egress.NotAllowed, egress.TooLarge) as error:
-            _failed(claim, work, f"{error}", RECORDING_UNAVAILABLE, final=True)
+        except (egress.UnsafeURL, egress.TooLarge) as error:
+            # Neither changes by waiting: a URL the service may not fetch, or a file over AUDIO_MAX_BYTES.
+            _failed(claim, work, str(error), RECORDING_UNAVAILABLE, final=True)
             return
-        except egress.FetchError as error:
-            _failed(claim, work, f"fetching {work.url}: {error}", RECORDING_UNAVAILABLE)
+        except egress.EgressError as error:
+            _failed(claim, work, str(error), RECORDING_UNAVAILABLE)
             return
         except InvalidAudio as error:
             _failed(
@@ -64,7 +67,9 @@ def fetch_audio(claim: queue.Claim) -> None:
         key = f"{work.session_id}{found.extension}"
         try:
             file.seek(0)
-            stored = current_app.extensions["audio_storage"].put(key, file, content_type=found.content_type)
+            stored = current_app.extensions["audio_storage"].put(
+                key, file, content_type=found.content_type, size=fetched.size, sha256=fetched.sha256
+            )
         except storage.StorageError as error:
             # Our store is down: try again later, however long it takes; AT's URL is not at fault.
             _retry(claim, work, f"storing {key}: {error}")
