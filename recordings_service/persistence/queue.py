@@ -176,7 +176,15 @@ def renew(claims: Iterable[Claim], lease: timedelta) -> None:
 def recent(state: JobState | None, limit: int) -> list:
     """The newest jobs (in ``state``), with their leg's session id, for people to read."""
     query = (
-        select(Job.pk, Job.kind, Job.state, Job.attempts, Job.run_at, Job.last_error, CallSession.session_id)
+        select(
+            Job.pk.label("pk"),
+            Job.kind,
+            Job.state,
+            Job.attempts,
+            Job.run_at,
+            Job.last_error,
+            CallSession.session_id,
+        )
         .outerjoin(CallSession, CallSession.pk == Job.session_pk)
         .order_by(Job.pk.desc())
         .limit(limit)

@@ -48,7 +48,12 @@ class Worker:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         config = self.app.config
-        loops = [threading.Thread(target=self._take_jobs, name=f"jobs-{n}") for n in range(self.concurrency)]
+        # Daemon threads: a job stuck past WORK_STOP_SECONDS (a download that hangs) has its lease given
+        # back below and must not keep the process from exiting.
+        loops = [
+            threading.Thread(target=self._take_jobs, name=f"jobs-{n}", daemon=True)
+            for n in range(self.concurrency)
+        ]
         loops.append(threading.Thread(target=self._heartbeat, name="leases", daemon=True))
         loops.append(
             threading.Thread(
