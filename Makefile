@@ -19,9 +19,9 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 migrate: $(BIN)/.installed  ## apply the database migrations (DATABASE_URL, or the local SQLite file)
 	$(FLASK) db upgrade
 
-run: migrate  ## serve with gunicorn on 0.0.0.0:$(PORT)
+run: migrate  ## the web server (gunicorn, 0.0.0.0:$(PORT)) and the worker together (Procfile, honcho)
 	$(FLASK) recordings seed-demo --count $(DEMO_ROWS)
-	PORT=$(PORT) exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho -f Procfile start -p $(PORT)
 
 dev: migrate  ## Flask's debug server on port 8000, reloading on change
 	$(FLASK) run --debug --port $(PORT)

@@ -50,6 +50,19 @@ def _env_flag(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={value!r}: say true or false")
 
 
+_SECONDS_IN = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _env_seconds(name: str, default: str) -> float:
+    """A span of time from the environment: seconds (``90``) or with a unit (``90s``, ``30m``, ``24h``, ``7d``)."""
+    value = os.environ.get(name, default).strip()
+    unit = _SECONDS_IN.get(value[-1:].lower())
+    try:
+        return float(value[:-1]) * unit if unit else float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r}: say a number of seconds, or e.g. 90s, 30m, 24h, 7d") from None
+
+
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
@@ -113,6 +126,29 @@ class Config:
     # COMPLETED_CACHE_SECONDS: the bound within which every process serves a change to one (a replay).
     COMPLETED_CACHE_SIZE = int(os.environ.get("COMPLETED_CACHE_SIZE", "100000"))
     COMPLETED_CACHE_SECONDS = float(os.environ.get("COMPLETED_CACHE_SECONDS", "5"))
+
+    # The service's own address as clients reach it, for the absolute URLs it gives (audio_url): needed
+    # where no request says it (the worker); without it, each request's own host is used.
+    PUBLIC_BASE_URL = (os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/") or None
+
+    # Recordings: fetched from AT's URL, verified, stored (integrations/storage.py: AUDIO_STORAGE_URL).
+    AUDIO_MAX_BYTES = int(os.environ.get("AUDIO_MAX_BYTES", str(200 * 1024 * 1024)))
+    AUDIO_FETCH_CONNECT_TIMEOUT = _env_seconds("AUDIO_FETCH_CONNECT_TIMEOUT", "10s")
+    AUDIO_FETCH_READ_TIMEOUT = _env_seconds("AUDIO_FETCH_READ_TIMEOUT", "30s")
+    # Failed fetches are retried, backing off from BASE to MAX, until GIVE_UP has passed since the URL came.
+    AUDIO_FETCH_RETRY_BASE_SECONDS = _env_seconds("AUDIO_FETCH_RETRY_BASE_SECONDS", "5s")
+    AUDIO_FETCH_RETRY_MAX_SECONDS = _env_seconds("AUDIO_FETCH_RETRY_MAX_SECONDS", "1h")
+    AUDIO_FETCH_GIVE_UP = _env_seconds("AUDIO_FETCH_GIVE_UP", "24h")
+
+    # The worker (flask recordings worker): how long a claimed job is held without news before another
+    # worker may take it, how often idle threads look for due jobs, how long a stopping worker lets the
+    # jobs in hand finish, and the sweep of recordings whose URL never came.
+    WORK_LEASE_SECONDS = _env_seconds("WORK_LEASE_SECONDS", "60s")
+    WORK_POLL_SECONDS = _env_seconds("WORK_POLL_SECONDS", "1s")
+    WORK_STOP_SECONDS = _env_seconds("WORK_STOP_SECONDS", "20s")
+    WORKER_CONCURRENCY = int(os.environ.get("WORKER_CONCURRENCY", "4"))
+    SWEEP_INTERVAL_SECONDS = _env_seconds("SWEEP_INTERVAL_SECONDS", "1m")
+    SWEEP_AFTER_SECONDS = _env_seconds("SWEEP_AFTER_SECONDS", "30m")
 
     # flask-smorest / OpenAPI
     API_TITLE = "recordings-service"
@@ -178,6 +214,7 @@ class ProductionConfig(Config):
             for name, key in (
                 ("DATABASE_URL", "SQLALCHEMY_DATABASE_URI"),
                 ("VOICE_CALLBACK_TOKEN", "VOICE_CALLBACK_TOKEN"),
+                ("PUBLIC_BASE_URL", "PUBLIC_BASE_URL"),
             )
             if not config.get(key)
         ]

@@ -10,6 +10,7 @@ from config import Config, config_from_env
 from . import cli
 from .errors import register_error_handlers
 from .extensions import CORS_OPTIONS, api, cors, db, migrate
+from .integrations.storage import storage_from_config
 from .persistence import database
 from .recordings import public
 from .web import auth, bodies, observability, waiting
@@ -46,6 +47,7 @@ def register_extensions(app: Flask) -> None:
     cors.init_app(app, resources={"/api/*": {"origins": app.config["CORS_ORIGINS"]}}, **CORS_OPTIONS)
     database.init_app(app)
     public.init_app(app)
+    app.extensions["audio_storage"] = storage_from_config(app.config, app.instance_path)
     waiting.init_app(app)
 
 

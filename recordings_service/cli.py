@@ -5,16 +5,19 @@ import re
 from datetime import timedelta
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from . import devtools
 from .domain.clock import format_timestamp
 from .domain.recordings import Status
+from .persistence import queue
+from .persistence.models import JobState
 from .recordings import public
 from .recordings.lifecycle import replay, sweep
 from .recordings.public import recording_schema
 from .web.auth import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
+from .work.worker import Worker
 
 recordings_cli = AppGroup("recordings", help="Inspect and manage voice recordings.")
 
@@ -89,6 +92,41 @@ def sweep_command(older_than: timedelta) -> None:
     click.echo(f"failed {len(swept)} recordings stuck in processing")
     for recording_id in swept:
         click.echo(f"failed: {recording_id}")
+
+
+@recordings_cli.command("worker")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Job threads (default: WORKER_CONCURRENCY).")
+@click.option("--drain", is_flag=True, help="Run the jobs due now, one at a time, then exit.")
+def worker_command(concurrency: int | None, drain: bool) -> None:
+    """Run the background jobs (fetching, verifying and storing recordings) and the periodic sweep.
+
+    Runs until SIGTERM or Ctrl-C, then finishes or gives back the jobs in hand and exits. Run as
+    many as you like, on as many machines, against the same database.
+    """
+    app = current_app._get_current_object()
+    worker = Worker(app, concurrency or app.config["WORKER_CONCURRENCY"])
+    if drain:
+        click.echo(f"ran {worker.drain()} jobs")
+    else:
+        worker.run()
+
+
+@recordings_cli.command("jobs")
+@click.option("--state", type=click.Choice([s.value for s in JobState]), help="Only jobs in this state.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+def jobs_command(state: str | None, limit: int) -> None:
+    """List background jobs, newest first: kind, leg, state, attempts, next attempt, last error."""
+    for depth in queue.depth():
+        click.echo(
+            f"{depth.kind}: {depth.pending} pending ({depth.due} due, oldest waiting {depth.oldest_due_seconds:.0f} s),"
+            f" {depth.done} done, {depth.failed} failed"
+        )
+    for job in queue.recent(JobState(state) if state else None, limit):
+        when = format_timestamp(job.run_at) if job.state is JobState.PENDING else "-"
+        click.echo(
+            f"{job.pk:>8} {job.kind:<12} {job.session_id or '-':<40} {job.state.value:<8} attempts={job.attempts}"
+            f" next={when} {job.last_error or ''}".rstrip()
+        )
 
 
 @recordings_cli.command("create-api-key")

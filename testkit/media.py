@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# The recording the tests fetch: a real MP3 of a recorded call (29,153 bytes).
-RECORDED_CALL = ROOT / "tests" / "data" / "recorded-call.mp3"
+# The recording the tests fetch: a real MP3 of a recorded call (29,153 bytes), the one simulate-call serves.
+from recordings_service.devtools.simulation import RECORDED_CALL
 
 
 @dataclass
@@ -37,7 +36,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         media = self.server.media
         media.requests.append((self.path, dict(self.headers)))
-        answer = media.answers.get(self.path.split("?", 1)[0], Answer(status=404))
+        answer = media.answer(self.path.split("?", 1)[0])
         if answer.hang:
             media.released.wait()
             self.close_connection = True
@@ -78,7 +77,8 @@ class MediaServer:
     """A loopback HTTP server answering each path as a test scripts it (404 for others)."""
 
     def __init__(self, host: str = "127.0.0.1"):
-        self.answers: dict[str, Answer] = {}
+        self.answers: dict[str, Answer | list[Answer]] = {}
+        self._lock = threading.Lock()
         self.requests: list[tuple[str, dict]] = []
         self.connections = 0
         self.released = threading.Event()
@@ -95,6 +95,27 @@ class MediaServer:
         self._server.shutdown()
         self._thread.join()
         self._server.server_close()
+
+    def answer(self, path: str) -> Answer:
+        """The answer to the next request for ``path``: scripted ones in turn, the last one from then on."""
+        with self._lock:
+            script = self.answers.get(path, Answer(status=404))
+            if isinstance(script, list):
+                return script.pop(0) if len(script) > 1 else script[0]
+            return script
+
+    def fetches(self, path: str) -> int:
+        """How many requests asked for ``path``."""
+        return sum(1 for asked, _ in self.requests if asked.split("?", 1)[0] == path)
+
+    def serve_after(
+        self, path: str, failures: list[int], body: bytes, content_type: str = "audio/mpeg"
+    ) -> str:
+        """Answer ``path`` with the statuses ``failures`` in turn, then with ``body`` from then on."""
+        self.serve(path, body, content_type)
+        served = self.answers[path]
+        self.answers[path] = [*(self._status_answer(status) for status in failures), served]
+        return self.url(path)
 
     def url(self, path: str, host: str | None = None) -> str:
         return f"http://{host or self.host}:{self.port}{path}"
@@ -132,10 +153,14 @@ class MediaServer:
         return self.url(path)
 
     def status(self, path: str, status: int) -> str:
+        self.answers[path] = self._status_answer(status)
+        return self.url(path)
+
+    @staticmethod
+    def _status_answer(status: int) -> Answer:
         body = b"no such recording"
         headers = {"Content-Type": "text/plain", "Content-Length": str(len(body))}
-        self.answers[path] = Answer(status, headers, lambda: [body])
-        return self.url(path)
+        return Answer(status, headers, lambda: [body])
 
     def redirect(self, path: str, location: str, status: int = 302, body: bytes = b"") -> str:
         headers = {"Location": location, "Content-Length": str(len(body))}

@@ -63,9 +63,9 @@ class MotoS3:
 
 
 @contextmanager
-def moto_s3() -> Iterator[MotoS3]:
-    """Run moto's S3 server on a free loopback port for the block; yield it."""
-    port = free_port()
+def moto_s3(port: int | None = None) -> Iterator[MotoS3]:
+    """Run moto's S3 server on ``port`` (by default a free loopback port) for the block; yield it."""
+    port = port or free_port()
     errors = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, "-m", "testkit.s3", str(port)],

@@ -100,3 +100,25 @@ def gunicorn(database_url: str, workers: int | None = 2, app: str = "wsgi:app", 
             process.kill()
             process.wait()
         log.close()
+
+
+@contextmanager
+def worker(database_url: str, log_to=None, **env):
+    """Run ``flask recordings worker`` on ``database_url`` for as long as the block runs; yield the process.
+
+    Stopped with SIGTERM at the end, as an operator stops it.
+    """
+    environment = {**os.environ, "DATABASE_URL": database_url, "LOG_FORMAT": "text", **env}
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "recordings", "worker"]
+    log = open(log_to, "w+b") if log_to else tempfile.TemporaryFile()
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from config import database_url
 from recordings_service import create_app
 from recordings_service.extensions import db
-from recordings_service.integrations.storage import LocalStorage, storage_from_config
+from recordings_service.integrations.storage import storage_from_config
 from testkit.config import config_for
 from testkit.media import MediaServer
 from testkit.s3 import moto_s3
@@ -114,6 +114,9 @@ def make_app(database):
     for app in apps:
         with app.app_context():
             db.engine.dispose()
+        client = getattr(app.extensions["audio_storage"], "client", None)
+        if client is not None:
+            client.close()
 
 
 @pytest.fixture
@@ -146,14 +149,11 @@ def s3_server():
 
 
 @pytest.fixture(params=STORAGE_BACKENDS)
-def storage(request, tmp_path, monkeypatch):
-    """Audio storage of each backend, empty: a temporary directory, and a fresh bucket on moto.
-
-    The S3 one is built as the app will build it: from AUDIO_STORAGE_URL and the AWS_* environment.
-    """
+def storage_settings(request, tmp_path, monkeypatch):
+    """AUDIO_STORAGE_URL of each backend, as an operator sets it: a temporary directory, and a fresh
+    bucket on moto (with the AWS_* environment pointing boto3 at it)."""
     if request.param == "local":
-        yield LocalStorage(tmp_path / "audio")
-        return
+        return {"AUDIO_STORAGE_URL": f"file://{tmp_path}/audio"}
     server = request.getfixturevalue("s3_server")
     bucket = f"audio-{uuid.uuid4().hex[:12]}"
     admin = server.client()
@@ -161,6 +161,13 @@ def storage(request, tmp_path, monkeypatch):
     admin.close()
     for name, value in server.environment().items():
         monkeypatch.setenv(name, value)
-    s3 = storage_from_config({"AUDIO_STORAGE_URL": f"s3://{bucket}/recordings"}, tmp_path)
-    yield s3
-    s3.client.close()
+    return {"AUDIO_STORAGE_URL": f"s3://{bucket}/recordings"}
+
+
+@pytest.fixture
+def storage(storage_settings, tmp_path):
+    """Audio storage of each backend, empty, built as the app builds it (from AUDIO_STORAGE_URL)."""
+    built = storage_from_config(storage_settings, tmp_path)
+    yield built
+    if hasattr(built, "client"):
+        built.client.close()

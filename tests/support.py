@@ -6,6 +6,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
+from recordings_service.work.worker import Worker
 
 # The contract's own example (shared/seed), as the lookup answers it.
 CONTRACT_BODY = {
@@ -16,6 +17,7 @@ CONTRACT_BODY = {
     "created_at": "2024-01-15T10:00:00.000Z",
     "processed_at": "2024-01-15T10:05:42.000Z",
     "failure_reason": None,
+    "audio_url": None,  # the service never held this one's audio: it was seeded
 }
 
 FIXTURES = Path(__file__).parent / "fixtures" / "africastalking"
@@ -37,3 +39,18 @@ def empty_tables() -> None:
         for table in tables:
             db.session.execute(sa.text(f"DELETE FROM {table}"))
     db.session.commit()
+
+
+def recorded_call(media, path: str = "/recording/abc123def456.mp3") -> list[dict[str, str]]:
+    """The shared recorded call, its recordingUrl a real MP3 that ``media`` (testkit.media) serves."""
+    url = media.serve_file(path)
+    return [
+        {**fields, "recordingUrl": url} if "recordingUrl" in fields else fields
+        for fields in fixture_call("recorded-call")
+    ]
+
+
+def drain(app) -> int:
+    """Run the background jobs due now (as `flask recordings worker --drain` does); how many ran."""
+    with app.app_context():
+        return Worker(app, 1).drain()

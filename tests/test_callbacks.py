@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recordings_service.extensions import db
-from recordings_service.persistence.models import CallSession, Recording, StoredCallback
+from recordings_service.persistence.models import CallSession, Job, Recording, StoredCallback
 from tests.support import empty_tables, fixture_call
 
 CALLBACK = "/api/v1/voice/callback"
@@ -20,9 +20,11 @@ NO_URL = fixture_call("ended-without-recording-url")
 # A recording created by its first callback is named after the AT session.
 RECORDED_ID, UNANSWERED_ID, NO_URL_ID = (call[0]["sessionId"] for call in (RECORDED, UNANSWERED, NO_URL))
 
+# What callbacks alone make of each call: a recorded one is processing, its audio fetched by the worker
+# (tests/test_audio.py).
 EXPECTED = {
     RECORDED_ID: {
-        "status": "completed",
+        "status": "processing",
         "duration": 338,
         "recording_url": "https://voice.africastalking.com/recording/abc123def456",
         "failure_reason": None,
@@ -69,19 +71,30 @@ def test_the_recording_is_live_while_the_call_is(client):
     assert client.get(LOOKUP + RECORDED_ID).json["status"] == "recording"
 
 
-def test_processing_then_completed_when_the_url_comes_later(client):
+def test_a_url_that_comes_later_is_shown_and_its_audio_awaited(app, client):
     post_all(client, NO_URL)
-    assert outcome(client, NO_URL_ID)["status"] == "processing"
+    assert outcome(client, NO_URL_ID) == EXPECTED[NO_URL_ID]
+    assert jobs(app) == []
 
     late = {**NO_URL[-1], "recordingUrl": "https://voice.africastalking.com/recording/late1"}
     assert client.post(CALLBACK, data=late).status_code == 200
 
     assert outcome(client, NO_URL_ID) == {
-        "status": "completed",
+        "status": "processing",
         "duration": 95,
         "recording_url": "https://voice.africastalking.com/recording/late1",
         "failure_reason": None,
     }
+    # Its fetch is written with the callback: a 2xx to AT means the fetch will happen.
+    assert jobs(app) == [("fetch_audio", "pending", NO_URL_ID)]
+
+
+def jobs(app) -> list[tuple]:
+    with app.app_context():
+        query = sa.select(Job.kind, Job.state, CallSession.session_id).join(
+            CallSession, CallSession.pk == Job.session_pk
+        )
+        return [(kind, state.value, session_id) for kind, state, session_id in db.session.execute(query)]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

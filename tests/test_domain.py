@@ -11,20 +11,27 @@ from hypothesis import strategies as st
 
 from recordings_service.devtools.simulation import OUTCOMES, call_sequence, new_session_id
 from recordings_service.domain.recordings import (
+    RECORDING_INVALID,
+    RECORDING_UNAVAILABLE,
     URL_TIMEOUT,
+    AudioStatus,
     CallFacts,
     CallReport,
+    Leg,
+    LegAudio,
     RecordingState,
     Status,
     advance,
     derive,
     is_valid_recording_id,
+    retry_delay,
     time_out,
 )
 from recordings_service.integrations.africastalking.callbacks import parse_callback
 from tests.support import fixture_call
 
 T0 = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
+T1 = T0 + timedelta(minutes=10)  # when the worker stored the audio
 RANK = {Status.RECORDING: 0, Status.PROCESSING: 1, Status.FAILED: 2, Status.COMPLETED: 3}
 
 
@@ -33,34 +40,89 @@ def parse(fields: dict[str, str]) -> CallReport:
 
 
 class Recording:
-    """A recording folded in memory the way lifecycle.ingest_callback folds it in the database."""
+    """A recording folded in memory the way the service folds it in the database: callbacks
+    (lifecycle.ingest_callback) and the outcome of each leg's audio (recordings.audio)."""
 
     def __init__(self, session_ids):
         self.calls = {session_id: CallFacts() for session_id in session_ids}
+        self.audio: dict[str, LegAudio] = {}
         self.state = RecordingState()
         self.history = [self.state]
 
-    def take(self, callback: CallReport, now: datetime) -> None:
-        self.calls[callback.session_id] = self.calls[callback.session_id].learn(callback)
-        self.state = advance(self.state, self.calls.values(), now)
+    @property
+    def legs(self) -> list[Leg]:
+        return [
+            Leg(session_id, facts, self.audio.get(session_id)) for session_id, facts in self.calls.items()
+        ]
+
+    def take(self, callback: CallReport) -> None:
+        facts = self.calls[callback.session_id].learn(callback)
+        self.calls[callback.session_id] = facts
+        if facts.recording_url and callback.session_id not in self.audio:
+            self.audio[callback.session_id] = LegAudio()  # pending: the worker's job is written
+        self._advance()
+
+    def store(self, session_id: str, seconds: int, at: datetime) -> None:
+        self.audio[session_id] = LegAudio(AudioStatus.STORED, seconds, at)
+        self._advance()
+
+    def lose(self, session_id: str, failure: str = RECORDING_UNAVAILABLE) -> None:
+        self.audio[session_id] = LegAudio(AudioStatus.FAILED, failure=failure)
+        self._advance()
+
+    def _advance(self) -> None:
+        self.state = advance(self.state, self.legs)
         self.history.append(self.state)
 
 
 def fold(callbacks, session_ids) -> Recording:
     recording = Recording(session_ids)
-    for step, callback in enumerate(callbacks):
-        recording.take(callback, T0 + timedelta(seconds=step))
+    for callback in callbacks:
+        recording.take(callback)
     return recording
 
 
-def test_the_shared_recorded_call_completes_with_url_and_the_recorded_legs_duration():
+def stored(recording: Recording, seconds: int = 7) -> Recording:
+    """``recording`` once the worker has stored the audio of every leg waiting for it."""
+    for session_id, audio in list(recording.audio.items()):
+        if audio.status is AudioStatus.PENDING:
+            recording.store(session_id, seconds, T1)
+    return recording
+
+
+def test_the_shared_recorded_call_is_processing_until_its_audio_is_stored():
     calls = [parse(f) for f in fixture_call("recorded-call")]
+    session_id = calls[0].session_id
 
-    state = fold(calls, {calls[0].session_id}).state
+    recording = fold(calls, {session_id})
+    processing = recording.state
+    recording.store(session_id, 337, T1)
 
-    assert state.status is Status.COMPLETED
-    assert state.recording_url == "https://voice.africastalking.com/recording/abc123def456"
-    assert state.duration == 338  # dialDurationInSeconds: the bridged leg, not the 342 s with ringing
+    # AT's URL and AT's figure (dialDurationInSeconds: the bridged leg, not the 342 s with ringing)
+    assert processing == RecordingState(
+        Status.PROCESSING, 338, "https://voice.africastalking.com/recording/abc123def456"
+    )
+    # Stored: the stored audio's own length, the time it was stored, AT's URL kept.
+    assert recording.state == RecordingState(
+        Status.COMPLETED,
+        337,
+        "https://voice.africastalking.com/recording/abc123def456",
+        processed_at=T1,
+        audio_session_id=session_id,
+    )
+
+
+def test_a_recording_whose_audio_cannot_be_had_fails_and_still_shows_the_url():
+    calls = [parse(f) for f in fixture_call("recorded-call")]
+    recording = fold(calls, {calls[0].session_id})
+
+    recording.lose(calls[0].session_id, RECORDING_INVALID)
+
+    assert (recording.state.status, recording.state.failure_reason, recording.state.recording_url) == (
+        Status.FAILED,
+        RECORDING_INVALID,
+        "https://voice.africastalking.com/recording/abc123def456",
+    )
 
 
 def test_the_shared_unanswered_call_fails_with_the_hangup_cause():
@@ -84,11 +146,14 @@ def test_a_call_that_ended_well_without_url_is_processing_until_the_url_comes():
         **fixture_call("ended-without-recording-url")[-1],
         "recordingUrl": "https://voice.africastalking.com/recording/late",
     }
-    recording.take(parse(late), T0 + timedelta(minutes=5))
+    recording.take(parse(late))
+    assert (recording.state.status, recording.state.recording_url) == (
+        Status.PROCESSING,
+        late["recordingUrl"],
+    )
 
-    assert recording.state.status is Status.COMPLETED
-    assert recording.state.recording_url.endswith("/late")
-    assert recording.state.processed_at == T0 + timedelta(minutes=5)
+    stored(recording)
+    assert (recording.state.status, recording.state.processed_at) == (Status.COMPLETED, T1)
 
 
 def test_call_session_state_on_a_live_request_does_not_end_the_call():
@@ -114,44 +179,85 @@ def test_a_successful_call_of_zero_seconds_is_a_failure():
     assert (state.status, state.failure_reason) == (Status.FAILED, "zero_duration")
 
 
-def test_a_url_completes_a_failed_recording_but_nothing_changes_a_completed_one():
-    failed = RecordingState(Status.FAILED, failure_reason="USER_BUSY")
-    with_url = [CallFacts(heard=True, ended=True, duration=30, recording_url="https://x/1")]
-    completed = advance(failed, with_url, T0)
+def test_stored_audio_completes_a_failed_recording_but_nothing_changes_a_completed_one():
+    failed = RecordingState(Status.FAILED, failure_reason=URL_TIMEOUT)
+    leg = Leg("ATVId_a", CallFacts(heard=True, ended=True, duration=30, recording_url="https://x/1"))
+    assert advance(failed, [replace(leg, audio=LegAudio())]) == failed  # fetching: failed stays
+    completed = advance(failed, [replace(leg, audio=LegAudio(AudioStatus.STORED, 29, T1))])
     assert (completed.status, completed.recording_url, completed.processed_at) == (
         Status.COMPLETED,
         "https://x/1",
-        T0,
+        T1,
     )
 
-    later = [CallFacts(heard=True, ended=True, duration=99, recording_url="https://x/2")]
-    assert advance(completed, later, T0 + timedelta(hours=1)) == completed
+    longer = Leg("ATVId_b", CallFacts(heard=True, ended=True, duration=99, recording_url="https://x/2"))
+    stored_longer = replace(longer, audio=LegAudio(AudioStatus.STORED, 99, T1))
+    assert (
+        advance(completed, [replace(leg, audio=LegAudio(AudioStatus.STORED, 29, T1)), stored_longer])
+        == completed
+    )
+
+
+def test_the_longest_leg_is_the_recordings_and_waits_for_its_own_audio():
+    short = Leg("ATVId_a", CallFacts(heard=True, ended=True, duration=30, recording_url="https://x/a"))
+    long = Leg("ATVId_b", CallFacts(heard=True, ended=True, duration=90, recording_url="https://x/b"))
+    stored_short = replace(short, audio=LegAudio(AudioStatus.STORED, 30, T0))
+
+    assert derive([stored_short, replace(long, audio=LegAudio())]).status is Status.PROCESSING
+    assert derive(
+        [stored_short, replace(long, audio=LegAudio(AudioStatus.STORED, 90, T1))]
+    ).audio_session_id == ("ATVId_b")
+    # The longest one lost: the shorter one is the recording's.
+    lost = derive(
+        [stored_short, replace(long, audio=LegAudio(AudioStatus.FAILED, failure=RECORDING_UNAVAILABLE))]
+    )
+    assert (lost.status, lost.audio_session_id, lost.recording_url) == (
+        Status.COMPLETED,
+        "ATVId_a",
+        "https://x/a",
+    )
 
 
 def test_status_never_moves_back():
     processing = RecordingState(Status.PROCESSING, duration=10)
-    live_leg = [CallFacts(heard=True)]
+    live_leg = [Leg("ATVId_a", CallFacts(heard=True))]
 
-    assert advance(processing, live_leg, T0) == processing
+    assert advance(processing, live_leg) == processing
     assert (
-        advance(RecordingState(Status.FAILED, failure_reason="NO_ANSWER"), live_leg, T0).status
-        is Status.FAILED
+        advance(RecordingState(Status.FAILED, failure_reason="NO_ANSWER"), live_leg).status is Status.FAILED
     )
 
 
 def test_sessions_registered_but_never_heard_from_do_not_hold_a_recording():
-    ended = CallFacts(heard=True, ended=True, ended_well=True, duration=40)
+    ended = Leg("ATVId_a", CallFacts(heard=True, ended=True, ended_well=True, duration=40))
 
-    assert derive([ended, CallFacts()]).status is Status.PROCESSING
+    assert derive([ended, Leg("ATVId_b")]).status is Status.PROCESSING
     assert derive([]).status is Status.RECORDING
 
 
-def test_the_sweep_fails_only_processing():
-    assert time_out(RecordingState(Status.PROCESSING, duration=5)) == RecordingState(
+def test_the_sweep_fails_only_a_recording_still_waiting_for_its_url():
+    ended = [Leg("ATVId_a", CallFacts(heard=True, ended=True, ended_well=True, duration=5))]
+    fetching = [
+        Leg("ATVId_a", CallFacts(heard=True, ended=True, duration=5, recording_url="https://x/1"), LegAudio())
+    ]
+
+    assert time_out(RecordingState(Status.PROCESSING, duration=5), ended) == RecordingState(
         Status.FAILED, duration=5, failure_reason=URL_TIMEOUT
     )
+    assert time_out(RecordingState(Status.PROCESSING, 5, "https://x/1"), fetching).status is Status.PROCESSING
     for status in (Status.RECORDING, Status.COMPLETED, Status.FAILED):
-        assert time_out(RecordingState(status)) == RecordingState(status)
+        assert time_out(RecordingState(status), ended) == RecordingState(status)
+
+
+def test_retries_back_off_exponentially_with_jitter_up_to_a_cap():
+    rng = random.Random(1)
+    delays = [retry_delay(attempt, base=5, most=3600, rng=rng) for attempt in range(1, 16)]
+
+    for attempt, delay in enumerate(delays, start=1):
+        ceiling = min(3600, 5 * 2 ** (attempt - 1))
+        assert ceiling / 2 <= delay <= ceiling
+    assert len({round(retry_delay(3, 5, 3600, rng), 6) for _ in range(20)}) > 1  # jittered
+    assert retry_delay(10_000, 5, 3600, rng) <= 3600
 
 
 @pytest.mark.parametrize(
@@ -189,8 +295,13 @@ def _call(kind: str, session_id: str, rng: random.Random) -> tuple[list[CallRepo
         final = posts[-1]
     status, reason = OUTCOMES["recorded" if kind == "late-url" else kind]
     url = final.get("recordingUrl") or None
+    # Recorded calls are completed once the worker has stored their audio (7 s long: see ``stored``).
     duration = (
-        int(final["dialDurationInSeconds"]) if status in (Status.COMPLETED, Status.PROCESSING) else None
+        7
+        if status is Status.COMPLETED
+        else int(final["dialDurationInSeconds"])
+        if url or status is Status.PROCESSING
+        else None
     )
     return [parse(p) for p in posts], (status, url, duration, reason)
 
@@ -222,16 +333,16 @@ def test_any_order_and_any_duplication_end_in_the_same_state(kinds, seed, data):
 
     delivered = _deliveries(data, [cb for callbacks, _ in calls.values() for cb in callbacks])
     recordings = {session_id: Recording({session_id}) for session_id in calls}
-    for step, callback in enumerate(delivered):
-        recordings[callback.session_id].take(callback, T0 + timedelta(seconds=step))
+    for callback in delivered:
+        recordings[callback.session_id].take(callback)
 
     for session_id, (callbacks, expected) in calls.items():
-        recording = recordings[session_id]
+        recording = stored(recordings[session_id])
         state = recording.state
         assert (state.status, state.recording_url, state.duration, state.failure_reason) == expected
-        # The same as delivering the call once, in order (but for the clock: processed_at is "now").
-        in_order = fold(callbacks, {session_id})
-        assert replace(state, processed_at=None) == replace(in_order.state, processed_at=None)
+        # The same as delivering the call once, in order.
+        in_order = stored(fold(callbacks, {session_id}))
+        assert state == in_order.state
         assert recording.calls == in_order.calls
         _assert_forward_only(recording.history)
 
@@ -252,10 +363,9 @@ def test_a_conference_with_one_recorded_leg_completes_with_that_leg_in_any_order
         legs[session_id] = _call(kind, session_id, rng)[0]
 
     recording = Recording(legs)
-    for step, callback in enumerate(
-        _deliveries(data, [cb for callbacks in legs.values() for cb in callbacks])
-    ):
-        recording.take(callback, T0 + timedelta(seconds=step))
+    for callback in _deliveries(data, [cb for callbacks in legs.values() for cb in callbacks]):
+        recording.take(callback)
+    stored(recording)
 
     assert (recording.state.status, recording.state.recording_url, recording.state.duration) == (
         Status.COMPLETED,

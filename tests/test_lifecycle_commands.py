@@ -7,8 +7,8 @@ import sqlalchemy as sa
 
 from recordings_service.extensions import db
 from recordings_service.persistence.models import CallSession, Recording
-from testkit.servers import gunicorn
-from tests.support import fixture_call
+from testkit.servers import gunicorn, worker
+from tests.support import drain, fixture_call
 
 CALLBACK = "/api/v1/voice/callback"
 
@@ -58,12 +58,14 @@ def test_replay_rebuilds_recordings_and_sessions_from_the_stored_callbacks(app, 
     assert status_of(client, recording_id) == before  # processed_at too: the callback's own time
 
 
-def test_sweep_fails_recordings_stuck_without_a_url_and_a_late_url_still_completes_them(app, client, runner):
+def test_sweep_fails_recordings_stuck_without_a_url_and_a_late_url_still_completes_them(
+    app, client, runner, media
+):
     post_calls(client, "ended-without-recording-url", "recorded-call")
     stuck = fixture_call("ended-without-recording-url")[0]["sessionId"]
-    with app.app_context():  # it has waited 31 minutes for its URL
-        recording = db.session.execute(sa.select(Recording).filter_by(recording_id=stuck)).scalar_one()
-        recording.updated_at -= timedelta(minutes=31)
+    with app.app_context():  # both have waited 31 minutes: one for its URL, one for its audio
+        for recording in db.session.execute(sa.select(Recording)).scalars():
+            recording.updated_at -= timedelta(minutes=31)
         db.session.commit()
 
     result = runner.invoke(args=["recordings", "sweep", "--older-than", "30m"])
@@ -76,11 +78,12 @@ def test_sweep_fails_recordings_stuck_without_a_url_and_a_late_url_still_complet
     )
     # Replay keeps the sweep's verdict: the callbacks alone still leave the URL missing.
     assert "0 changed" in runner.invoke(args=["recordings", "replay"]).output
-    late = {
-        **fixture_call("ended-without-recording-url")[-1],
-        "recordingUrl": "https://voice.africastalking.com/recording/late",
-    }
+    # The one whose audio is awaited is not the sweep's: its fetch has a give-up of its own.
+    assert status_of(client, fixture_call("recorded-call")[0]["sessionId"])["status"] == "processing"
+    late = {**fixture_call("ended-without-recording-url")[-1], "recordingUrl": media.serve_file("/late.mp3")}
     client.post(CALLBACK, data=late)
+    assert status_of(client, stuck)["status"] == "failed"  # until the audio is stored
+    drain(app)
     assert status_of(client, stuck)["status"] == "completed"
 
 
@@ -107,7 +110,8 @@ def test_sweep_rejects_a_duration_it_cannot_read(runner, value):
     ],
 )
 def test_simulate_call_drives_a_running_service(database, runner, outcome, status, reason):
-    with gunicorn(database, VOICE_CALLBACK_TOKEN="tok-123", VOICE_DIAL_NUMBERS="+254722000111") as base:
+    settings = {"VOICE_CALLBACK_TOKEN": "tok-123", "VOICE_DIAL_NUMBERS": "+254722000111"}
+    with gunicorn(database, **settings) as base, worker(database, **settings):
         result = runner.invoke(
             args=[
                 "recordings",
@@ -139,7 +143,10 @@ def test_simulate_call_without_the_token_says_what_went_wrong(database, runner):
 
 def test_simulate_call_with_api_keys_required(database, runner):
     key = runner.invoke(args=["recordings", "create-api-key", "simulator"]).output.strip()
-    with gunicorn(database, API_AUTH_REQUIRED="true", VOICE_CALLBACK_TOKEN="tok-123") as base:
+    with (
+        gunicorn(database, API_AUTH_REQUIRED="true", VOICE_CALLBACK_TOKEN="tok-123") as base,
+        worker(database),
+    ):
         refused = runner.invoke(
             args=["recordings", "simulate-call", "conf_a", "--url", base, "--token", "tok-123"]
         )

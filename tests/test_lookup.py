@@ -49,6 +49,7 @@ def test_completed_recording_answers_the_contract_example(client, add_recording)
         "created_at",
         "processed_at",
         "failure_reason",
+        "audio_url",
     ]
 
 
@@ -66,6 +67,7 @@ def test_recording_in_progress_has_null_unset_fields(client, add_recording):
         "created_at": "2024-01-15T10:00:00.000Z",
         "processed_at": None,
         "failure_reason": None,
+        "audio_url": None,
     }
 
 

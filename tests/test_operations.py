@@ -124,7 +124,7 @@ def test_metrics_count_requests_callbacks_and_recordings(client):
         )
         == 1
     )
-    assert value(after, 'voice_recordings{status="completed"}') == 1
+    assert value(after, 'voice_recordings{status="processing"}') == 1  # its audio is yet to be fetched
     assert (
         'http_request_duration_seconds_bucket{le="0.005",method="POST",route="/api/v1/voice/callback"}'
         in after

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from testkit.servers import gunicorn, http, post_callback
-from tests.support import fixture_call
+from tests.support import drain, fixture_call, recorded_call
 
 LOOKUP = "/api/v1/voice/recordings/"
 CALLBACK = "/api/v1/voice/callback"
@@ -71,15 +71,18 @@ def test_the_etag_changes_exactly_when_the_body_does(client, live):
     changed = client.get(LOOKUP + live, headers={"If-None-Match": first})
 
     assert unchanged.status_code == 304
-    assert changed.status_code == 200 and changed.json["status"] == "completed"
+    assert changed.status_code == 200 and changed.json["status"] == "processing"
     assert changed.headers["ETag"] != first
 
 
-def test_retry_after_only_while_the_recording_may_still_change(client, live, make_app):
+def test_retry_after_only_while_the_recording_may_still_change(app, client, live, make_app, media):
     assert client.get(LOOKUP + live).headers["Retry-After"] == "2"
-    client.post(CALLBACK, data=RECORDED[2])
+    client.post(CALLBACK, data=recorded_call(media)[2])
+    assert client.get(LOOKUP + live).headers["Retry-After"] == "2"  # processing: its audio is awaited
+    drain(app)
 
-    assert "Retry-After" not in client.get(LOOKUP + live).headers
+    completed = client.get(LOOKUP + live)
+    assert completed.json["status"] == "completed" and "Retry-After" not in completed.headers
     custom = make_app(RETRY_AFTER_SECONDS=5).test_client()
     custom.post("/api/v1/voice/recordings", json={"recording_id": "conf_2"})
     assert custom.get(LOOKUP + "conf_2").headers["Retry-After"] == "5"
@@ -122,7 +125,7 @@ def test_a_held_request_is_answered_with_the_change_that_wakes_it(app, client, l
 
     # Answered with the new body: woken by the change, not by the wait running out (which gives 304).
     assert response.status_code == 200
-    assert response.json["status"] == "completed"
+    assert response.json["status"] == "processing"
     assert response.headers["Preference-Applied"] == "wait=20"
 
 
@@ -159,6 +162,6 @@ def test_hundreds_of_waiting_clients_do_not_starve_lookups(database, runner):
             answers = [future.result(timeout=60) for future in held]
 
     assert lookups == [200] * 50
-    assert {(status, body_status) for status, _, body_status in answers} == {(200, "completed")}
+    assert {(status, body_status) for status, _, body_status in answers} == {(200, "processing")}
     latest = max(answered for _, answered, _ in answers) - posted
     print(f"200 held clients learned of the completion within {latest:.3f} s of the callback's answer")

@@ -78,7 +78,11 @@ def test_a_callbacks_session_joins_the_recording_it_was_registered_to(client):
         },
     )
 
-    assert client.get(URL + "/conf_1").json["status"] == "completed"
+    body = client.get(URL + "/conf_1").json
+    assert (body["status"], body["recording_url"]) == (
+        "processing",
+        "https://voice.africastalking.com/recording/r1",
+    )
     assert client.get(URL + "/ATVId_a").status_code == 404
 
 

@@ -3,6 +3,7 @@
 import json
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,7 +15,7 @@ from recordings_service.extensions import db
 from recordings_service.persistence.models import StoredCallback
 from recordings_service.recordings import lifecycle
 from recordings_service.recordings.lifecycle import replay
-from testkit.servers import gunicorn, http, lookup, post_callback
+from testkit.servers import gunicorn, http, lookup, post_callback, worker
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def register(base: str, recording_id: str, session_ids: list[str]) -> None:
     assert status == 201, text
 
 
-def test_a_storm_of_shuffled_duplicated_callbacks_loses_nothing(app, database):
+def test_a_storm_of_shuffled_duplicated_callbacks_loses_nothing(app, database, media):
     rng = random.Random(20240115)
     expected: dict[str, tuple] = {}  # recording id -> (status, recording_url, failure_reason)
     registrations: list[tuple[str, list[str]]] = []
@@ -40,7 +41,8 @@ def test_a_storm_of_shuffled_duplicated_callbacks_loses_nothing(app, database):
     for n in range(120):
         outcome = list(OUTCOMES)[n % len(OUTCOMES)]
         session_id = new_session_id(rng)
-        calls = call_sequence(session_id, outcome, rng)
+        url = media.serve_file(f"/recordings/{session_id}.mp3") if outcome == "recorded" else None
+        calls = call_sequence(session_id, outcome, rng, recording_url=url)
         # Half are registered first; the others are created by their first callback, named after the session.
         recording_id = f"conf_storm_{n:04d}" if n % 2 else session_id
         if n % 2:
@@ -50,20 +52,26 @@ def test_a_storm_of_shuffled_duplicated_callbacks_loses_nothing(app, database):
         posts += calls
     for n in range(12):  # conferences: one recorded leg and legs that were never answered
         legs = [new_session_id(rng) for _ in range(4)]
-        recorded = call_sequence(legs[0], "recorded", rng)
+        recorded = call_sequence(
+            legs[0], "recorded", rng, recording_url=media.serve_file(f"/recordings/{legs[0]}.mp3")
+        )
         registrations.append((f"conf_conference_{n:02d}", legs))
         expected[f"conf_conference_{n:02d}"] = (Status.COMPLETED.value, recorded[-1]["recordingUrl"], None)
         posts += recorded + [fields for leg in legs[1:] for fields in call_sequence(leg, "unanswered", rng)]
     deliveries = posts + rng.sample(posts, len(posts) // 3)
     rng.shuffle(deliveries)
 
-    with gunicorn(database, workers=4) as base:
+    # The web server and two workers, as operators run them: callbacks while recordings are fetched.
+    with gunicorn(database, workers=4) as base, worker(database), worker(database):
         for recording_id, session_ids in registrations:
             register(base, recording_id, session_ids)
         statuses = post_concurrently(base, deliveries)
-        outcomes = {rid: lookup(base, rid) for rid in expected}
+        outcomes = until_settled(base, expected)
 
     assert statuses == [200] * len(deliveries)
+    # Each recording was fetched once, whichever worker took it.
+    recorded_paths = [path for path in media.answers if path.startswith("/recordings/")]
+    assert [media.fetches(path) for path in recorded_paths] == [1] * len(recorded_paths)
     assert {
         rid: (b["status"], b["recording_url"], b["failure_reason"]) for rid, b in outcomes.items()
     } == expected
@@ -74,6 +82,19 @@ def test_a_storm_of_shuffled_duplicated_callbacks_loses_nothing(app, database):
     with app.app_context():
         report = replay()
     assert (report.recordings, report.changed) == (len(expected), [])
+
+
+def until_settled(base: str, expected: dict, seconds: float = 120) -> dict[str, dict]:
+    """The recordings' bodies once none is still waiting for its audio (or ``seconds`` have passed)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        bodies = {rid: lookup(base, rid) for rid in expected}
+        waiting = [
+            rid for rid, body in bodies.items() if body["status"] == "processing" and body["recording_url"]
+        ]
+        if not waiting or time.monotonic() > deadline:
+            return bodies
+        time.sleep(0.5)
 
 
 def test_legs_ending_at_the_same_moment_are_all_counted(app, database):

@@ -3,11 +3,17 @@ that posts them to a running service: for local development (``flask recordings 
 
 import json
 import random
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -29,9 +35,15 @@ def new_session_id(rng: random.Random | None = None) -> str:
 
 
 def call_sequence(
-    session_id: str, outcome: str = "recorded", rng: random.Random | None = None
+    session_id: str,
+    outcome: str = "recorded",
+    rng: random.Random | None = None,
+    recording_url: str | None = None,
 ) -> list[dict[str, str]]:
-    """Return the form posts AT makes for one call of ``outcome``, in the order it sends them."""
+    """Return the form posts AT makes for one call of ``outcome``, in the order it sends them.
+
+    A recorded call's URL is ``recording_url``, or one shaped like AT's (which nothing here can fetch).
+    """
     rng = rng or random.Random()
     started = datetime.now(UTC).strftime("%Y-%m-%d+%H:%M:%S")
     common = {
@@ -57,7 +69,9 @@ def call_sequence(
             "amount": f"{duration * 0.0133:.4f}",
         }
         if outcome == "recorded":
-            final["recordingUrl"] = f"https://voice.africastalking.com/recording/{rng.getrandbits(48):012x}"
+            final["recordingUrl"] = (
+                recording_url or f"https://voice.africastalking.com/recording/{rng.getrandbits(48):012x}"
+            )
         return [ringing, {"isActive": "1", **common, "callSessionState": "Answered"}, final]
     cause, status = {"unanswered": ("SUBSCRIBER_ABSENT", "NotAnswered"), "busy": ("USER_BUSY", "Failed")}[
         outcome
@@ -74,40 +88,108 @@ def call_sequence(
     return [ringing, final]
 
 
-def _request(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, str]:
+def _request(url: str, body: bytes | None = None, headers: dict | None = None, with_etag: bool = False):
+    """(status, text), or with ``with_etag`` (status, text, ETag); HTTP errors are answers too."""
     request = urllib.request.Request(url, data=body, method="POST" if body else "GET", headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read().decode()
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = response.status, response.read().decode(), response.headers.get("ETag")
     except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        answer = error.code, error.read().decode(), error.headers.get("ETag")
+    return answer if with_etag else answer[:2]
+
+
+# A real recording (7.3 s of speech, MP3): what simulate-call serves as the call's recordingUrl.
+RECORDED_CALL = Path(__file__).with_name("recorded-call.mp3")
+
+
+class _Recording(BaseHTTPRequestHandler):
+    """Serves RECORDED_CALL at any path, as AT serves a recording."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = RECORDED_CALL.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/mpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):  # the CLI prints what matters
+        pass
+
+
+@contextmanager
+def serving_a_recording() -> Iterator[str]:
+    """Serve RECORDED_CALL on a loopback port for as long as the block runs; yield its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/recording/{uuid.uuid4().hex}.mp3"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def simulate_call(
-    base_url: str, recording_id: str, outcome: str, token: str | None, api_key: str | None = None
+    base_url: str,
+    recording_id: str,
+    outcome: str,
+    token: str | None,
+    api_key: str | None = None,
+    wait: float = 30,
 ) -> Iterator[str]:
     """Register ``recording_id`` with a new session at ``base_url``, post the call's callbacks to it,
-    and yield a line for each exchange, ending with the recording as the service then shows it."""
+    and yield a line for each exchange; then follow the recording (``Prefer: wait``) until it is
+    completed or failed, or ``wait`` seconds pass, yielding each state it shows.
+
+    A recorded call's URL is a real MP3 served from this process meanwhile, for the worker to fetch.
+    """
     base_url = base_url.rstrip("/")
     session_id = new_session_id()
     authorization = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = json.dumps({"recording_id": recording_id, "session_ids": [session_id]}).encode()
     headers = {"Content-Type": "application/json", **authorization}
-    status, text = _request(f"{base_url}/api/v1/voice/recordings", body, headers)
-    yield f"register {recording_id} with session {session_id}: {status}"
-    if status >= 300:
-        raise RuntimeError(f"registration refused: {text}")
-    callback_url = f"{base_url}/api/v1/voice/callback" + (
-        f"?{urllib.parse.urlencode({'token': token})}" if token else ""
-    )
-    for fields in call_sequence(session_id, outcome):
-        form = urllib.parse.urlencode(fields).encode()
-        status, text = _request(callback_url, form, {"Content-Type": "application/x-www-form-urlencoded"})
-        state = fields.get("callSessionState")
-        yield f"callback isActive={fields['isActive']} {state}: {status} {text}".rstrip()
+    with serving_a_recording() as recording_url:
+        status, text = _request(f"{base_url}/api/v1/voice/recordings", body, headers)
+        yield f"register {recording_id} with session {session_id}: {status}"
         if status >= 300:
-            raise RuntimeError(f"callback refused: {text}")
-    yield _request(f"{base_url}/api/v1/voice/recordings/{recording_id}", headers=authorization)[1].strip()
+            raise RuntimeError(f"registration refused: {text}")
+        callback_url = f"{base_url}/api/v1/voice/callback" + (
+            f"?{urllib.parse.urlencode({'token': token})}" if token else ""
+        )
+        for fields in call_sequence(session_id, outcome, recording_url=recording_url):
+            form = urllib.parse.urlencode(fields).encode()
+            status, text = _request(callback_url, form, {"Content-Type": "application/x-www-form-urlencoded"})
+            state = fields.get("callSessionState")
+            yield f"callback isActive={fields['isActive']} {state}: {status} {text}".rstrip()
+            if status >= 300:
+                raise RuntimeError(f"callback refused: {text}")
+        lookup = f"{base_url}/api/v1/voice/recordings/{recording_id}"
+        if outcome == "recorded":  # the worker fetches the recording from this process meanwhile
+            yield from _follow(lookup, authorization, wait)
+        else:
+            yield _request(lookup, headers=authorization)[1].strip()
+
+
+def _follow(url: str, headers: dict, seconds: float) -> Iterator[str]:
+    """Yield the recording's body each time it changes, until it is completed or failed or time is up."""
+    deadline = time.monotonic() + seconds
+    etag = None
+    while True:
+        left = int(deadline - time.monotonic())
+        wait = {"If-None-Match": etag, "Prefer": f"wait={min(left, 10)}"} if etag and left > 0 else {}
+        status, text, etag_now = _request(f"{url}", headers={**headers, **wait}, with_etag=True)
+        if status == 200:
+            yield text.strip()
+            etag = etag_now
+            if json.loads(text)["status"] in (Status.COMPLETED, Status.FAILED):
+                return
+        elif status != 304:
+            raise RuntimeError(f"lookup answered {status}: {text}")
+        if time.monotonic() >= deadline:
+            yield f"(still not completed after {seconds:.0f} s: is the worker running? flask --app wsgi recordings worker)"
+            return
 
 
 @click.command("simulate-call")
@@ -124,8 +206,9 @@ def simulate_call_command(
 ) -> None:
     """Post a realistic Africa's Talking call for RECORDING_ID to a running service.
 
-    Registers the recording with a new AT session, posts the call's callbacks as AT would, and
-    prints each answer and the recording at the end.
+    Registers the recording with a new AT session, posts the call's callbacks as AT would (a
+    recorded call's URL is a real MP3 this command serves meanwhile), prints each answer, then the
+    recording each time it changes until it is completed or failed (the worker fetches the audio).
     """
     try:
         token = token or current_app.config["VOICE_CALLBACK_TOKEN"]

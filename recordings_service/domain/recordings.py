@@ -1,6 +1,7 @@
 """Recordings in plain Python: their statuses, their ids, and the rules that move them along."""
 
 import enum
+import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -20,10 +21,10 @@ def is_valid_recording_id(value: str) -> bool:
 class Status(enum.StrEnum):
     """Where a recording is in its life; the values are the public contract."""
 
-    RECORDING = "recording"  # the conference call is live and being recorded
-    PROCESSING = "processing"  # the call is over; its recording URL is awaited
-    COMPLETED = "completed"  # the recording is available at its URL
-    FAILED = "failed"  # nothing was or will be recorded
+    RECORDING = "recording"  # the call is live and being recorded
+    PROCESSING = "processing"  # the call is over: its audio is awaited, fetched, verified and stored
+    COMPLETED = "completed"  # the audio is stored here and available
+    FAILED = "failed"  # nothing was recorded, or the recording could not be had
 
     @property
     def is_terminal(self) -> bool:
@@ -41,6 +42,9 @@ AT_SUCCESS = "Success"
 AT_NORMAL_CLEARING = "NORMAL_CLEARING"
 # The failure reason the sweep gives a recording whose URL never came.
 URL_TIMEOUT = "recording_url_timeout"
+# Why a leg's audio could not be kept: its URL never served it, or what it served was not audio.
+RECORDING_UNAVAILABLE = "recording_unavailable"
+RECORDING_INVALID = "recording_invalid"
 
 
 @dataclass(frozen=True)
@@ -101,32 +105,89 @@ def _max(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
 
+class AudioStatus(enum.StrEnum):
+    """What the service has done with one leg's recording, once AT gave its URL."""
+
+    PENDING = "pending"  # being fetched, verified and stored (retried until it is, or until the give-up)
+    STORED = "stored"
+    FAILED = "failed"  # given up: RECORDING_UNAVAILABLE or RECORDING_INVALID
+
+
+@dataclass(frozen=True)
+class LegAudio:
+    """One leg's audio as the service holds it."""
+
+    status: AudioStatus = AudioStatus.PENDING
+    duration: int | None = None  # whole seconds of the stored audio
+    stored_at: datetime | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One AT call session of a recording: what its callbacks said, and what became of its audio."""
+
+    session_id: str
+    facts: CallFacts = CallFacts()
+    audio: LegAudio | None = None  # None until the leg's recording URL came
+
+
 @dataclass(frozen=True)
 class RecordingState:
-    """The part of a recording that callbacks decide."""
+    """The part of a recording that its legs decide."""
 
     status: Status = Status.RECORDING
     duration: int | None = None
     recording_url: str | None = None
     failure_reason: str | None = None
     processed_at: datetime | None = None
+    audio_session_id: str | None = None  # the leg whose stored audio the recording shows
 
 
-def derive(calls: Iterable[CallFacts]) -> RecordingState:
-    """What the calls' facts say the recording is, regardless of what it was."""
-    heard = [call for call in calls if call.heard]
-    recorded = [call for call in heard if call.recording_url]
+def derive(legs: Iterable[Leg]) -> RecordingState:
+    """What the legs say the recording is, regardless of what it was.
+
+    A leg that brought a URL decides: the longest such leg whose audio has not failed is the recording's
+    (the others are kept too); stored, it makes the recording completed, with the stored audio's length.
+    """
+    heard = [leg for leg in legs if leg.facts.heard]
+    recorded = [leg for leg in heard if leg.facts.recording_url]
     if recorded:
-        # Deterministic when legs bring several URLs: the longest recording.
-        best = max(recorded, key=lambda call: (call.duration or 0, call.recording_url))
-        return RecordingState(Status.COMPLETED, best.duration, best.recording_url)
-    if not heard or any(not call.ended for call in heard):
+        return _recorded(recorded)
+    if not heard or any(not leg.facts.ended for leg in heard):
         return RecordingState(Status.RECORDING)
-    well = [call for call in heard if call.ended_well]
+    well = [leg.facts for leg in heard if leg.facts.ended_well]
     if well:
         return RecordingState(Status.PROCESSING, duration=max(call.duration or 0 for call in well))
-    reasons = sorted({call.failure_reason or "unknown" for call in heard})
-    return RecordingState(Status.FAILED, failure_reason=", ".join(reasons)[:FAILURE_REASON_MAX_LENGTH])
+    reasons = sorted({leg.facts.failure_reason or "unknown" for leg in heard})
+    return RecordingState(Status.FAILED, failure_reason=_joined(reasons))
+
+
+def _recorded(recorded: list[Leg]) -> RecordingState:
+    def longest(leg: Leg):  # deterministic when legs bring several URLs
+        return (leg.facts.duration or 0, leg.facts.recording_url)
+
+    usable = [leg for leg in recorded if leg.audio is None or leg.audio.status is not AudioStatus.FAILED]
+    if not usable:
+        best = max(recorded, key=longest)
+        reasons = sorted({leg.audio.failure or RECORDING_UNAVAILABLE for leg in recorded if leg.audio})
+        return RecordingState(
+            Status.FAILED, best.facts.duration, best.facts.recording_url, failure_reason=_joined(reasons)
+        )
+    best = max(usable, key=longest)
+    if best.audio is None or best.audio.status is AudioStatus.PENDING:
+        return RecordingState(Status.PROCESSING, best.facts.duration, best.facts.recording_url)
+    return RecordingState(
+        Status.COMPLETED,
+        best.audio.duration,
+        best.facts.recording_url,
+        processed_at=best.audio.stored_at,
+        audio_session_id=best.session_id,
+    )
+
+
+def _joined(reasons: list[str]) -> str:
+    return ", ".join(reasons)[:FAILURE_REASON_MAX_LENGTH]
 
 
 # Forward only: recording -> processing -> completed or failed. Completed is the end of the line;
@@ -134,19 +195,29 @@ def derive(calls: Iterable[CallFacts]) -> RecordingState:
 _RANK = {Status.RECORDING: 0, Status.PROCESSING: 1, Status.FAILED: 2, Status.COMPLETED: 3}
 
 
-def advance(current: RecordingState, calls: Iterable[CallFacts], now: datetime) -> RecordingState:
-    """Return the recording's next state once ``calls`` are known: never backwards, completed for good."""
+def advance(current: RecordingState, legs: Iterable[Leg]) -> RecordingState:
+    """Return the recording's next state once ``legs`` are known: never backwards, completed for good."""
     if current.status is Status.COMPLETED:
         return current
-    derived = derive(calls)
-    if derived.status is Status.COMPLETED:
-        return replace(derived, processed_at=now)
+    derived = derive(legs)
     # The same status may still learn more: another leg's duration, another leg's failure reason.
     return derived if _RANK[derived.status] >= _RANK[current.status] else current
 
 
-def time_out(current: RecordingState) -> RecordingState:
+def awaits_url(legs: Iterable[Leg]) -> bool:
+    """Whether the recording's calls ended well but no leg has brought a recording URL (yet)."""
+    return not any(leg.facts.recording_url for leg in legs if leg.facts.heard)
+
+
+def time_out(current: RecordingState, legs: Iterable[Leg]) -> RecordingState:
     """Fail a recording whose call ended well but whose URL never came (the sweep's verdict)."""
-    if current.status is not Status.PROCESSING:
+    if current.status is not Status.PROCESSING or not awaits_url(legs):
         return current
     return replace(current, status=Status.FAILED, failure_reason=URL_TIMEOUT)
+
+
+def retry_delay(attempt: int, base: float, most: float, rng: random.Random) -> float:
+    """Seconds before retry number ``attempt`` (1 for the first): exponential from ``base``, at most
+    ``most``, with full jitter, so that many items failing together do not retry together."""
+    ceiling = min(most, base * 2 ** min(attempt - 1, 62))
+    return rng.uniform(ceiling / 2, ceiling)

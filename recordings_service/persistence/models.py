@@ -1,6 +1,7 @@
 """Database models. Every timestamp is stored and returned in UTC."""
 
 import dataclasses
+import enum
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -23,7 +24,10 @@ from ..domain.clock import utcnow
 from ..domain.recordings import (
     FAILURE_REASON_MAX_LENGTH,
     RECORDING_ID_MAX_LENGTH,
+    AudioStatus,
     CallFacts,
+    Leg,
+    LegAudio,
     RecordingState,
     Status,
 )
@@ -70,20 +74,24 @@ class ColumnsAs:
             setattr(row, field.name, getattr(values, field.name))
 
 
-# Stored as its value ("completed"), a VARCHAR with a CHECK constraint on every database.
-StatusType = Enum(
-    Status,
-    name="status",
-    native_enum=False,
-    create_constraint=True,
-    length=16,
-    values_callable=lambda statuses: [status.value for status in statuses],
-    validate_strings=True,
-)
+def _enum(kind: type[enum.Enum], name: str) -> Enum:
+    """A Python enum stored as its value ("completed"): a VARCHAR with a CHECK constraint everywhere."""
+    return Enum(
+        kind,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+StatusType = _enum(Status, "status")
 
 
 class Recording(db.Model):
-    """A recording of a conference call, as clients see it."""
+    """A recording: one or more AT calls (its legs) and what clients see of them."""
 
     __tablename__ = "voice_recordings"
 
@@ -98,6 +106,8 @@ class Recording(db.Model):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Numbers AT is told to dial (and record) when a call of this recording comes in.
     dial: Mapped[list[str] | None] = mapped_column(JSON)
+    # The leg whose stored audio the recording shows (its primary leg), once stored.
+    audio_session_id: Mapped[str | None] = mapped_column(String(RECORDING_ID_MAX_LENGTH))
 
     __table_args__ = (
         CheckConstraint("duration IS NULL OR duration >= 0", name="duration_not_negative"),
@@ -114,7 +124,8 @@ class Recording(db.Model):
 
 
 class CallSession(db.Model):
-    """One Africa's Talking call (``sessionId``) of a recording, and what its callbacks said."""
+    """One Africa's Talking call (``sessionId``) of a recording, a leg: what its callbacks said, and its
+    audio once fetched, verified and stored."""
 
     __tablename__ = "voice_call_sessions"
 
@@ -132,8 +143,30 @@ class CallSession(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    # What became of the leg's recording, once its URL came (domain.recordings.LegAudio).
+    url_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the give-up counts from it
+    audio_status: Mapped[AudioStatus | None] = mapped_column(_enum(AudioStatus, "audio_status"))
+    audio_failure: Mapped[str | None] = mapped_column(String(32))
+    audio_error: Mapped[str | None] = mapped_column(Text)  # why the last attempt failed, for people
+    audio_key: Mapped[str | None] = mapped_column(String(255))  # where the bytes are, in AUDIO_STORAGE_URL
+    audio_size: Mapped[int | None] = mapped_column(BigInteger)
+    audio_sha256: Mapped[str | None] = mapped_column(String(64))
+    audio_content_type: Mapped[str | None] = mapped_column(String(100))
+    audio_duration: Mapped[int | None] = mapped_column(Integer)
+    audio_stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
     # What the session's callbacks taught (domain.recordings.CallFacts).
     facts = ColumnsAs(CallFacts)
+
+    @property
+    def audio(self) -> LegAudio | None:
+        if self.audio_status is None:
+            return None
+        return LegAudio(self.audio_status, self.audio_duration, self.audio_stored_at, self.audio_failure)
+
+    @property
+    def leg(self) -> Leg:
+        return Leg(self.session_id, self.facts, self.audio)
 
 
 class StoredCallback(db.Model):
@@ -153,6 +186,51 @@ class StoredCallback(db.Model):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_voice_callbacks_session_id_digest", "session_id", "digest"),)
+
+
+class JobKind(enum.StrEnum):
+    """The kinds of background work, each run by its handler in work/."""
+
+    FETCH_AUDIO = "fetch_audio"  # fetch, verify and store a leg's recording (work/audio.py)
+
+
+class JobState(enum.StrEnum):
+    PENDING = "pending"  # to run at run_at (again, after a failure), unless a worker's lease holds it
+    DONE = "done"
+    FAILED = "failed"  # given up; last_error says why
+
+
+class Job(db.Model):
+    """A piece of background work, written in the same transaction as the fact that calls for it.
+
+    A worker claims a due job by taking a lease on it (``leased_until``); a worker that dies lets its
+    lease run out and another takes the job. Attempts, the next attempt and the last error stay here.
+    """
+
+    __tablename__ = "jobs"
+
+    pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    recording_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True
+    )
+    session_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("voice_call_sessions.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[JobState] = mapped_column(_enum(JobState, "state"), default=JobState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # Workers look for due pending jobs, oldest first.
+        Index("ix_jobs_state_run_at", "state", "run_at"),
+    )
 
 
 class ApiKey(db.Model):

@@ -1,7 +1,10 @@
 """Callbacks applied to recordings: live, replayed from storage, and the sweep of stuck recordings.
 
-Live ingestion and replay fold the same rules (``domain.advance``) over the same callbacks in the
-same order with the same clock (each callback's ``received_at``), so a replay ends where live ended.
+Live ingestion and replay fold the same rules (``domain.recordings``) over the same callbacks in the
+same order, and take each leg's audio as the workers left it, so a replay ends where live ended.
+
+A callback that brings a leg's recording URL also writes the job that fetches it (``recordings.audio``),
+in the same transaction: a 2xx to Africa's Talking means the fetch will happen.
 """
 
 import hashlib
@@ -11,16 +14,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from ..domain.clock import utcnow
-from ..domain.recordings import URL_TIMEOUT, CallFacts, CallReport, RecordingState, Status, advance, time_out
+from ..domain.recordings import (
+    URL_TIMEOUT,
+    CallFacts,
+    CallReport,
+    Leg,
+    RecordingState,
+    Status,
+    advance,
+    time_out,
+)
 from ..extensions import db
 from ..integrations.africastalking.callbacks import parse_callback
 from ..persistence.database import single_read, write_transaction
 from ..persistence.models import CallSession, Recording, StoredCallback
-from . import public
-from .registration import bind_sessions, create_or_lock_recording, lock_recording
+from . import audio, public
+from .registration import bind_sessions, create_or_lock_recording, lock_recording, sessions_of
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +64,8 @@ def ingest_callback(
     now = utcnow()
     with write_transaction() as session:
         recording = _recording_for_session(report.session_id, now)
-        calls = {call.session_id: call for call in _calls_of(recording)}
-        call = calls[report.session_id]
+        sessions = sessions_of(recording)
+        call = next(leg for leg in sessions if leg.session_id == report.session_id)
         digest = fields_digest(fields)
         duplicate = _seen(report.session_id, digest)
         session.add(
@@ -70,7 +82,8 @@ def ingest_callback(
         )
         if not duplicate:
             call.facts = call.facts.learn(report)
-            recording.state = advance(recording.state, [c.facts for c in calls.values()], now)
+            audio.await_audio(call, now)
+            recording.state = advance(recording.state, [leg.leg for leg in sessions])
         taken = Ingested(recording.recording_id, recording.status, duplicate, call.ended, recording.dial)
     return taken
 
@@ -88,10 +101,6 @@ def _recording_for_session(session_id: str, now: datetime) -> Recording:
     return recording
 
 
-def _calls_of(recording: Recording) -> list[CallSession]:
-    return list(db.session.execute(select(CallSession).filter_by(recording_pk=recording.pk)).scalars())
-
-
 def _seen(session_id: str, digest: str) -> bool:
     query = select(StoredCallback.pk).filter_by(session_id=session_id, digest=digest).limit(1)
     return db.session.execute(query).first() is not None
@@ -104,11 +113,12 @@ class ReplayReport:
 
 
 def replay(batch_size: int = 500) -> ReplayReport:
-    """Rebuild every recording that has callbacks, and its calls, from the stored callbacks alone.
+    """Rebuild every recording that has callbacks, and its legs, from the stored callbacks and from
+    what was stored of each leg's audio.
 
     Recordings without callbacks (registered and not yet called, or seeded) are left as they are.
     A sweep's verdict (``recording_url_timeout``) stands if the callbacks still leave the recording
-    waiting for its URL.
+    waiting for its URL. A leg whose callbacks bring a URL but that has no audio (nor job) gets them.
     """
     with single_read() as connection:
         query = select(StoredCallback.recording_pk).distinct().order_by(StoredCallback.recording_pk)
@@ -126,8 +136,18 @@ def replay(batch_size: int = 500) -> ReplayReport:
 
 
 def _rebuild(recording: Recording) -> bool:
-    calls = {call.session_id: call for call in _calls_of(recording)}
-    facts = {session_id: CallFacts() for session_id in calls}
+    sessions = {call.session_id: call for call in sessions_of(recording)}
+    was = (recording.state, {session_id: call.leg for session_id, call in sessions.items()})
+    kept_audio = {session_id: call.audio for session_id, call in sessions.items()}
+    facts = {session_id: CallFacts() for session_id in sessions}
+
+    def legs() -> list[Leg]:
+        # Each leg's audio as the workers left it, from the moment its URL came, as live saw it.
+        return [
+            Leg(session_id, known, kept_audio[session_id] if known.recording_url else None)
+            for session_id, known in facts.items()
+        ]
+
     state = RecordingState()
     seen: set[tuple[str, str]] = set()
     stored = select(StoredCallback).filter_by(recording_pk=recording.pk).order_by(StoredCallback.pk)
@@ -138,31 +158,39 @@ def _rebuild(recording: Recording) -> bool:
         if not callback.duplicate:
             report = parse_callback(callback.fields)
             facts[report.session_id] = facts[report.session_id].learn(report)
-            state = advance(state, facts.values(), callback.received_at)
-    if recording.failure_reason == URL_TIMEOUT:
-        state = time_out(state)
-    was = (recording.state, {session_id: call.facts for session_id, call in calls.items()})
-    recording.state = state
-    for session_id, call in calls.items():
+            state = advance(state, legs())
+    now = utcnow()
+    for session_id, call in sessions.items():
         call.facts = facts[session_id]
-    return was != (state, facts)
+        audio.await_audio(call, now)  # a URL with no audio nor job (a restored database, say) gets them
+    current = [call.leg for call in sessions.values()]
+    state = advance(state, current)
+    if recording.failure_reason == URL_TIMEOUT:
+        state = time_out(state, current)
+    recording.state = state
+    return was != (state, {session_id: call.leg for session_id, call in sessions.items()})
 
 
 def sweep(older_than: timedelta) -> list[str]:
-    """Fail recordings left in ``processing`` (call over, no URL) for longer than ``older_than``.
+    """Fail recordings whose calls ended well but whose URL has not come in ``older_than``.
 
-    Returns their ids. A URL arriving later still completes them.
+    Returns their ids. A URL arriving later still completes them. Recordings whose audio is being
+    fetched are not touched: the fetch's own give-up (AUDIO_FETCH_GIVE_UP) decides those.
     """
     cutoff = utcnow() - older_than
+    with_url = exists().where(
+        CallSession.recording_pk == Recording.pk, CallSession.recording_url.is_not(None)
+    )
     stuck = (
         select(Recording)
-        .where(Recording.status == Status.PROCESSING, Recording.updated_at < cutoff)
+        .where(Recording.status == Status.PROCESSING, Recording.updated_at < cutoff, ~with_url)
         .with_for_update(skip_locked=True)
     )
     swept = []
     with write_transaction() as session:
         for recording in session.execute(stuck).scalars():
-            recording.state = time_out(recording.state)
+            legs: list[Leg] = [call.leg for call in sessions_of(recording)]
+            recording.state = time_out(recording.state, legs)
             swept.append(recording.recording_id)
     for recording_id in swept:
         log.warning("recording %s failed: no recording URL within %s", recording_id, older_than)

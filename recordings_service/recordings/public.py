@@ -16,14 +16,14 @@ from datetime import datetime
 
 import marshmallow as ma
 from cachetools import TTLCache
-from flask import Flask, current_app
-from sqlalchemy import Row, bindparam, literal, select, tuple_
+from flask import Flask, current_app, has_request_context, request
+from sqlalchemy import Row, bindparam, func, literal, select, tuple_
 from werkzeug.http import generate_etag
 
-from ..domain.recordings import Status, is_valid_recording_id
+from ..domain.recordings import AudioStatus, Status, is_valid_recording_id
 from ..fields import Timestamp
 from ..persistence.database import single_read
-from ..persistence.models import BigId, Recording, UTCDateTime
+from ..persistence.models import BigId, CallSession, Job, JobKind, Recording, UTCDateTime
 
 
 class RecordingSchema(ma.Schema):
@@ -40,9 +40,49 @@ class RecordingSchema(ma.Schema):
     failure_reason = ma.fields.String(
         required=True, allow_none=True, metadata={"description": "Null unless failed"}
     )
+    audio_url = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The service's own URL of the stored audio (the primary leg's); null until stored",
+            "example": "https://recordings.example.com/api/v1/voice/recordings/conf_1234567890/audio",
+        },
+    )
 
 
 recording_schema = RecordingSchema()
+
+# Where the primary leg's audio is served (web/recordings.py routes it).
+AUDIO_PATH = "/api/v1/voice/recordings/{recording_id}/audio"
+
+
+class _Shown:
+    """A recording (a model or a row) as the schema dumps it: its columns, and the URLs made from them."""
+
+    __slots__ = ("_recording", "_base_url")
+
+    def __init__(self, recording, base_url: str):
+        self._recording = recording
+        self._base_url = base_url
+
+    def __getattr__(self, name: str):
+        return getattr(self._recording, name)
+
+    @property
+    def audio_url(self) -> str | None:
+        if self._recording.audio_session_id is None:
+            return None
+        return self._base_url + AUDIO_PATH.format(recording_id=self._recording.recording_id)
+
+
+def base_url() -> str:
+    """The service's address for absolute URLs: PUBLIC_BASE_URL, else the request's own host."""
+    configured = current_app.config["PUBLIC_BASE_URL"]
+    if configured:
+        return configured
+    if has_request_context():
+        return request.host_url.rstrip("/")
+    return "http://localhost:8000"  # development, outside a request (the CLI)
 
 
 @dataclass(frozen=True)
@@ -57,7 +97,7 @@ class Rendered:
 
 def render(recording: Recording | Row) -> Rendered:
     """Serialise ``recording`` (a model or a row of its table) as the lookup answers it."""
-    body = json.dumps(recording_schema.dump(recording), separators=(",", ":")).encode()
+    body = json.dumps(recording_schema.dump(_Shown(recording, base_url())), separators=(",", ":")).encode()
     return Rendered(recording.recording_id, body, generate_etag(body), recording.status)
 
 
@@ -75,7 +115,8 @@ def read(recording_id: str) -> Rendered | None:
     if not is_valid_recording_id(recording_id):
         return None
     cache = _cache()
-    rendered = cache.get(recording_id)
+    key = (base_url(), recording_id)
+    rendered = cache.get(key)
     if rendered is not None:
         return rendered
     with single_read() as connection:
@@ -83,7 +124,7 @@ def read(recording_id: str) -> Rendered | None:
     if row is None:
         return None
     rendered = render(row)
-    cache.keep(recording_id, rendered)
+    cache.keep(key, rendered)
     return rendered
 
 
@@ -111,11 +152,11 @@ def page(
     created_before: datetime | None = None,
     limit: int = 50,
     after: PagePosition | None = None,
-) -> tuple[list[Row], PagePosition | None]:
+) -> tuple[list[_Shown], PagePosition | None]:
     """Return a page of recordings, newest first, and where the next page starts (None at the end).
 
     Pages are found by keyset (the last row's creation time and key, both in one index), so a page
-    deep in the list costs what the first does. Each row dumps with ``RecordingSchema``.
+    deep in the list costs what the first does. Each item dumps with ``RecordingSchema``.
     """
     query = (
         select(_recordings)
@@ -133,10 +174,12 @@ def page(
         query = query.where(tuple_(_recordings.c.created_at, _recordings.c.id) < position)
     with single_read() as connection:
         rows = connection.execute(query).all()
+    base = base_url()
+    items = [_Shown(row, base) for row in rows[:limit]]
     if len(rows) <= limit:
-        return rows, None
+        return items, None
     last = rows[limit - 1]
-    return rows[:limit], PagePosition(last.created_at, last.id)
+    return items, PagePosition(last.created_at, last.id)
 
 
 # --- The cache of completed recordings --------------------------------------------------------
@@ -146,22 +189,24 @@ class CompletedCache:
     """Rendered completed recordings, at most ``size``, each kept ``seconds`` after it was read."""
 
     def __init__(self, size: int, seconds: float):
-        self._entries: TTLCache[str, Rendered] = TTLCache(maxsize=size, ttl=seconds)
+        # Keyed by (base URL, recording id): the body holds absolute URLs.
+        self._entries: TTLCache[tuple[str, str], Rendered] = TTLCache(maxsize=size, ttl=seconds)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
 
-    def get(self, recording_id: str) -> Rendered | None:
+    def get(self, key: tuple[str, str]) -> Rendered | None:
         with self._lock:
-            return self._entries.get(recording_id)
+            return self._entries.get(key)
 
-    def keep(self, recording_id: str, rendered: Rendered) -> None:
+    def keep(self, key: tuple[str, str], rendered: Rendered) -> None:
         if rendered.status is Status.COMPLETED and self._entries.maxsize:
             with self._lock:
-                self._entries[recording_id] = rendered
+                self._entries[key] = rendered
 
     def forget(self, recording_ids: Iterable[str]) -> None:
+        gone = set(recording_ids)
         with self._lock:
-            for recording_id in recording_ids:
-                self._entries.pop(recording_id, None)
+            for key in [key for key in self._entries if key[1] in gone]:
+                self._entries.pop(key, None)
 
 
 def init_app(app: Flask) -> None:
@@ -178,3 +223,166 @@ def forget(recording_ids: Iterable[str]) -> None:
     """Say that ``recording_ids`` changed although they may be completed: the one way such a change
     reaches the cache. This process serves the new body at once; others within COMPLETED_CACHE_SECONDS."""
     _cache().forget(recording_ids)
+
+
+# --- Legs and their audio ---------------------------------------------------------------------
+
+
+class LegAudioSchema(ma.Schema):
+    """What became of one leg's recording: fetched, verified and stored, or why not yet (or not)."""
+
+    status = ma.fields.Enum(AudioStatus, by_value=True, required=True)
+    url = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The service's URL of the leg's audio, once stored"},
+    )
+    content_type = ma.fields.String(required=True, allow_none=True)
+    size = ma.fields.Integer(required=True, allow_none=True, metadata={"description": "Bytes"})
+    sha256 = ma.fields.String(required=True, allow_none=True)
+    duration = ma.fields.Integer(required=True, allow_none=True, metadata={"description": "Whole seconds"})
+    stored_at = Timestamp(required=True, allow_none=True)
+    failure = ma.fields.String(
+        required=True, allow_none=True, metadata={"description": "recording_unavailable or recording_invalid"}
+    )
+    attempts = ma.fields.Integer(required=True, metadata={"description": "Fetch attempts so far"})
+    next_attempt_at = Timestamp(required=True, allow_none=True)
+    last_error = ma.fields.String(required=True, allow_none=True)
+
+
+class LegSchema(ma.Schema):
+    """One AT call (session) of a recording, and its recording."""
+
+    session_id = ma.fields.String(
+        required=True, metadata={"example": "ATVId_5f1c2e9a7b3d4c60a1e2f3b4c5d6e7f8"}
+    )
+    primary = ma.fields.Boolean(
+        required=True, metadata={"description": "Whether the lookup shows this leg's audio"}
+    )
+    ended = ma.fields.Boolean(required=True)
+    duration = ma.fields.Integer(
+        required=True, allow_none=True, metadata={"description": "AT's, whole seconds"}
+    )
+    recording_url = ma.fields.String(
+        required=True, allow_none=True, metadata={"description": "As AT sent it"}
+    )
+    failure_reason = ma.fields.String(required=True, allow_none=True)
+    audio = ma.fields.Nested(LegAudioSchema, required=True, allow_none=True)
+
+
+class LegsSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(LegSchema), required=True)
+
+
+_sessions = CallSession.__table__
+_jobs = Job.__table__
+# Each leg with its latest fetch job (attempts, next attempt, last error).
+_LATEST_FETCH = (
+    select(_jobs.c.session_pk, func.max(_jobs.c.id).label("job_pk"))
+    .where(_jobs.c.kind == JobKind.FETCH_AUDIO)
+    .group_by(_jobs.c.session_pk)
+    .subquery()
+)
+_LEGS = (
+    select(
+        _recordings.c.recording_id,
+        _recordings.c.audio_session_id,
+        _sessions,
+        _jobs.c.attempts,
+        _jobs.c.run_at,
+        _jobs.c.state.label("job_state"),
+        _jobs.c.last_error,
+    )
+    .select_from(_recordings)
+    .join(_sessions, _sessions.c.recording_pk == _recordings.c.id)
+    .outerjoin(_LATEST_FETCH, _LATEST_FETCH.c.session_pk == _sessions.c.id)
+    .outerjoin(_jobs, _jobs.c.id == _LATEST_FETCH.c.job_pk)
+    .where(_recordings.c.recording_id == bindparam("recording_id"))
+    .order_by(_sessions.c.id)
+)
+LEG_AUDIO_PATH = "/api/v1/voice/recordings/{recording_id}/legs/{session_id}/audio"
+
+
+def legs(recording_id: str) -> list[dict] | None:
+    """The legs of ``recording_id`` as the API shows them, or None when there is no such recording."""
+    if read(recording_id) is None:
+        return None
+    with single_read() as connection:
+        rows = connection.execute(_LEGS, {"recording_id": recording_id}).all()
+    base = base_url()
+    return [_leg(row, base) for row in rows]
+
+
+def _leg(row: Row, base: str) -> dict:
+    audio = None
+    if row.audio_status is not None:
+        stored = row.audio_status is AudioStatus.STORED
+        pending = row.audio_status is AudioStatus.PENDING and row.job_state == "pending"
+        audio = {
+            "status": row.audio_status,
+            "url": base + LEG_AUDIO_PATH.format(recording_id=row.recording_id, session_id=row.session_id)
+            if stored
+            else None,
+            "content_type": row.audio_content_type,
+            "size": row.audio_size,
+            "sha256": row.audio_sha256,
+            "duration": row.audio_duration,
+            "stored_at": row.audio_stored_at,
+            "failure": row.audio_failure,
+            "attempts": row.attempts or 0,
+            "next_attempt_at": row.run_at if pending else None,
+            "last_error": row.audio_error,
+        }
+    return {
+        "session_id": row.session_id,
+        "primary": row.session_id == row.audio_session_id,
+        "ended": row.ended,
+        "duration": row.duration,
+        "recording_url": row.recording_url,
+        "failure_reason": row.failure_reason,
+        "audio": audio,
+    }
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    """Stored audio a client may download."""
+
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+
+
+_AUDIO = (
+    select(
+        _sessions.c.audio_key,
+        _sessions.c.audio_size,
+        _sessions.c.audio_sha256,
+        _sessions.c.audio_content_type,
+    )
+    .join(_recordings, _recordings.c.id == _sessions.c.recording_pk)
+    .where(
+        _recordings.c.recording_id == bindparam("recording_id"),
+        _sessions.c.session_id == bindparam("session_id"),
+        _sessions.c.audio_status == AudioStatus.STORED,
+    )
+)
+
+
+def audio_file(recording_id: str, session_id: str | None = None) -> AudioFile | None:
+    """The stored audio of a recording's leg ``session_id`` (by default its primary leg's), or None."""
+    if not is_valid_recording_id(recording_id) or (
+        session_id is not None and not is_valid_recording_id(session_id)
+    ):
+        return None
+    if session_id is None:
+        with single_read() as connection:
+            session_id = connection.execute(
+                select(_recordings.c.audio_session_id).where(_recordings.c.recording_id == recording_id)
+            ).scalar_one_or_none()
+        if session_id is None:
+            return None
+    with single_read() as connection:
+        row = connection.execute(_AUDIO, {"recording_id": recording_id, "session_id": session_id}).first()
+    return None if row is None else AudioFile(*row)

@@ -88,3 +88,9 @@ def register_recording(
         session.flush()
         rendered = public.render(recording)
     return rendered, created
+
+
+def sessions_of(recording: Recording) -> list[CallSession]:
+    """The recording's legs (its AT sessions), in the order they were bound."""
+    query = select(CallSession).filter_by(recording_pk=recording.pk).order_by(CallSession.pk)
+    return list(db.session.execute(query).scalars())

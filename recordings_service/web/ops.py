@@ -15,8 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..domain.recordings import Status
 from ..errors import ErrorSchema
+from ..persistence import queue
 from ..persistence.database import check_writable, single_read
-from ..persistence.models import Recording
+from ..persistence.models import JobState, Recording
 from .auth import public
 from .blueprints import Blueprint
 
@@ -73,36 +74,50 @@ METRICS_DATABASE_FAILURES = Counter(
 )
 
 
-class RecordingsByStatus:
-    """``voice_recordings{status}``, counted in the database at each scrape; left out of a scrape when the
-    database fails, so that every other metric is still there when it matters most."""
+class FromTheDatabase:
+    """What the database holds, counted at each scrape: recordings by status, and the job queue (its
+    depth, the wait of its oldest due job, its outcomes), which the workers share through the database.
+    Left out of a scrape when the database fails, so that every other metric is still there when it
+    matters most."""
 
     def collect(self):
         try:
             with single_read() as connection:
                 query = select(Recording.status, func.count()).group_by(Recording.status)
                 counts = dict(connection.execute(query).all())
+            depths = queue.depth()
         except SQLAlchemyError:
-            log.exception("metrics: counting recordings failed")
+            log.exception("metrics: reading the database failed")
             METRICS_DATABASE_FAILURES.inc()
             return
-        gauge = GaugeMetricFamily("voice_recordings", "Recordings by status", labels=["status"])
+        recordings = GaugeMetricFamily("voice_recordings", "Recordings by status", labels=["status"])
         for status in Status:
-            gauge.add_metric([status.value], counts.get(status, 0))
-        yield gauge
+            recordings.add_metric([status.value], counts.get(status, 0))
+        yield recordings
+        jobs = GaugeMetricFamily("jobs", "Background jobs by kind and state", labels=["kind", "state"])
+        due = GaugeMetricFamily("jobs_due", "Pending jobs due now, waiting for a worker", labels=["kind"])
+        oldest = GaugeMetricFamily(
+            "jobs_oldest_due_seconds", "How long the longest-waiting due job has waited", labels=["kind"]
+        )
+        for depth in depths:
+            for state in JobState:
+                jobs.add_metric([depth.kind, state.value], getattr(depth, state.value))
+            due.add_metric([depth.kind], depth.due)
+            oldest.add_metric([depth.kind], depth.oldest_due_seconds)
+        yield from (jobs, due, oldest)
 
 
 @blp.route("/metrics", methods=["GET"])
 @blp.response(200, description="Prometheus text exposition format")
 def metrics():
-    """Expose Prometheus metrics: requests, latencies, callbacks by outcome, recordings by status."""
+    """Expose Prometheus metrics: requests, latencies, callbacks by outcome, recordings, the job queue."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         processes = CollectorRegistry()
         MultiProcessCollector(processes)
     else:
         processes = REGISTRY
     recordings = CollectorRegistry(auto_describe=False)
-    recordings.register(RecordingsByStatus())
+    recordings.register(FromTheDatabase())
     # Counted before the processes' metrics are read, so that this scrape's failure is in it.
     exposition = generate_latest(recordings)
     # content_type, not mimetype: CONTENT_TYPE_LATEST carries its charset already.

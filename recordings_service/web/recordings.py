@@ -5,12 +5,13 @@ import re
 import marshmallow as ma
 from flask import Response, current_app, request, url_for
 from flask_smorest import abort
+from werkzeug.datastructures import ContentRange
 from werkzeug.http import parse_dict_header
 
 from ..domain.recordings import Status
 from ..errors import ErrorSchema, on_database_error
 from ..recordings import public
-from ..recordings.public import RecordingSchema
+from ..recordings.public import AudioFile, LegsSchema, RecordingSchema
 from ..recordings.registration import SessionConflict, register_recording
 from .blueprints import Blueprint
 from .schemas import ListQuerySchema, RecordingPageSchema, RegistrationSchema
@@ -146,4 +147,87 @@ def register(registration: dict):
         abort(409, message=f"Sessions {str(conflict)}")
     response = Response(rendered.body, status=201 if created else 200, mimetype="application/json")
     response.headers["Location"] = url_for("voice.get_recording", recording_id=rendered.recording_id)
+    return response
+
+
+AUDIO_NOT_FOUND = "Audio not found"
+AUDIO_RESPONSES = {
+    "description": "The audio (its bytes, whole or the Range asked for)",
+    "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}},
+}
+AUDIO_HEADERS = {
+    "ETag": {"description": "The audio's SHA-256", "schema": {"type": "string"}},
+    "Accept-Ranges": {"description": "bytes", "schema": {"type": "string"}},
+}
+AUDIO_PARAMETERS = [
+    {"in": "header", "name": "Range", "schema": {"type": "string", "example": "bytes=0-1023"}},
+    {"in": "header", "name": "If-None-Match", "schema": {"type": "string"}},
+]
+
+
+@blp.route("/recordings/<path:recording_id>/legs", methods=["GET"])
+@blp.response(200, LegsSchema)
+@blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
+@on_database_error(QUERY_FAILED)
+def list_legs(recording_id: str):
+    """List a recording's legs (its AT calls) and what became of each one's recording."""
+    found = public.legs(recording_id)
+    if found is None:
+        abort(404, message=NOT_FOUND)
+    return {"items": found}
+
+
+@blp.route("/recordings/<path:recording_id>/audio", methods=["GET"])
+@blp.doc(responses={"200": {**AUDIO_RESPONSES, "headers": AUDIO_HEADERS}}, parameters=AUDIO_PARAMETERS)
+@blp.alt_response(206, description="The Range asked for")
+@blp.alt_response(304, description="Not modified: the If-None-Match tag is current")
+@blp.alt_response(404, schema=ErrorSchema, description=AUDIO_NOT_FOUND)
+@blp.alt_response(416, schema=ErrorSchema, description="The Range is outside the audio")
+@on_database_error(QUERY_FAILED)
+def get_audio(recording_id: str):
+    """Download a recording's stored audio (its primary leg's)."""
+    return _serve(public.audio_file(recording_id))
+
+
+@blp.route("/recordings/<path:recording_id>/legs/<session_id>/audio", methods=["GET"])
+@blp.doc(responses={"200": {**AUDIO_RESPONSES, "headers": AUDIO_HEADERS}}, parameters=AUDIO_PARAMETERS)
+@blp.alt_response(206, description="The Range asked for")
+@blp.alt_response(304, description="Not modified: the If-None-Match tag is current")
+@blp.alt_response(404, schema=ErrorSchema, description=AUDIO_NOT_FOUND)
+@blp.alt_response(416, schema=ErrorSchema, description="The Range is outside the audio")
+@on_database_error(QUERY_FAILED)
+def get_leg_audio(recording_id: str, session_id: str):
+    """Download the stored audio of one leg of a recording."""
+    return _serve(public.audio_file(recording_id, session_id))
+
+
+def _serve(audio: AudioFile | None) -> Response:
+    """The audio's bytes from storage, streamed, with its type, a strong ETag (its SHA-256) and Range."""
+    if audio is None:
+        abort(404, message=AUDIO_NOT_FOUND)
+    etag = audio.sha256
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
+    if request.if_none_match.contains_weak(etag):
+        response = Response(status=304, headers=headers)
+        response.set_etag(etag)
+        return response
+    wanted = request.range if request.if_range.etag in (None, etag) else None
+    span = wanted.range_for_length(audio.size) if wanted else None
+    if wanted and span is None:
+        abort(
+            416, message="The Range is outside the audio", headers={"Content-Range": f"bytes */{audio.size}"}
+        )
+    start, stop = span or (0, audio.size)
+    storage = current_app.extensions["audio_storage"]
+    response = Response(
+        storage.read(audio.key, start, stop - start),
+        status=206 if span else 200,
+        content_type=audio.content_type,
+        headers=headers,
+        direct_passthrough=True,
+    )
+    response.content_length = stop - start
+    if span:
+        response.content_range = ContentRange("bytes", start, stop, audio.size)
+    response.set_etag(etag)
     return response

@@ -1,0 +1,239 @@
+"""Processing means processing: each leg's recording fetched, verified and stored, then served.
+
+Every test here runs on both databases and both storage backends (a directory, and S3 on moto).
+"""
+
+import hashlib
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from recordings_service.extensions import db
+from recordings_service.persistence.models import Job
+from testkit.media import RECORDED_CALL, Answer
+from tests.support import drain, fixture_call, recorded_call
+
+CALLBACK = "/api/v1/voice/callback"
+LOOKUP = "/api/v1/voice/recordings/"
+SOURCE = RECORDED_CALL.read_bytes()
+SOURCE_SHA256 = "f3713d2296317d5c48cb842eb80ecd725d2484f62e0a87c3a1d7bc6db3acc3be"
+SESSION = fixture_call("recorded-call")[0]["sessionId"]
+
+# Retries come at once (a few milliseconds), so a test can run them all.
+FAST_RETRIES = {"AUDIO_FETCH_RETRY_BASE_SECONDS": 0.01, "AUDIO_FETCH_RETRY_MAX_SECONDS": 0.02}
+
+
+@pytest.fixture
+def app(make_app, storage_settings):
+    return make_app(PUBLIC_BASE_URL="https://recordings.example", **storage_settings, **FAST_RETRIES)
+
+
+def post_call(client, calls) -> None:
+    for fields in calls:
+        assert client.post(CALLBACK, data=fields).status_code == 200
+
+
+def settle(app, client, recording_id: str, seconds: float = 20) -> dict:
+    """Run the worker's due jobs until the recording is no longer waiting for its audio."""
+    deadline = time.monotonic() + seconds
+    while True:
+        drain(app)
+        body = client.get(LOOKUP + recording_id).json
+        if body["status"] != "processing" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.02)
+
+
+def test_a_recording_is_processing_until_its_audio_is_stored_then_completed_and_served(app, client, media):
+    calls = recorded_call(media)
+    post_call(client, calls)
+
+    processing = client.get(LOOKUP + SESSION).json
+    assert processing == {
+        "recording_id": SESSION,
+        "status": "processing",
+        "duration": 338,  # AT's figure until the audio is stored
+        "recording_url": calls[-1]["recordingUrl"],
+        "created_at": processing["created_at"],
+        "processed_at": None,
+        "failure_reason": None,
+        "audio_url": None,
+    }
+
+    assert drain(app) == 1
+    completed = client.get(LOOKUP + SESSION).json
+    assert completed["status"] == "completed"
+    assert completed["duration"] == 7  # the stored audio's own length (7.29 s), whole seconds
+    assert completed["recording_url"] == calls[-1]["recordingUrl"]  # exactly what AT sent
+    assert completed["processed_at"] is not None and completed["processed_at"] > processing["created_at"]
+    assert completed["audio_url"] == f"https://recordings.example/api/v1/voice/recordings/{SESSION}/audio"
+
+    audio = client.get(completed["audio_url"].removeprefix("https://recordings.example"))
+    assert audio.status_code == 200 and audio.mimetype == "audio/mpeg"
+    assert hashlib.sha256(audio.data).hexdigest() == SOURCE_SHA256
+    assert audio.headers["ETag"] == f'"{SOURCE_SHA256}"' and audio.headers["Accept-Ranges"] == "bytes"
+
+
+def test_the_audio_answers_ranges_and_revalidation(app, client, media):
+    post_call(client, recorded_call(media))
+    drain(app)
+    url = LOOKUP + SESSION + "/audio"
+
+    part = client.get(url, headers={"Range": "bytes=100-1099"})
+    tail = client.get(url, headers={"Range": "bytes=-53"})
+    outside = client.get(url, headers={"Range": f"bytes={len(SOURCE) + 10}-"})
+    unchanged = client.get(url, headers={"If-None-Match": f'"{SOURCE_SHA256}"'})
+
+    assert (part.status_code, part.data) == (206, SOURCE[100:1100])
+    assert part.headers["Content-Range"] == f"bytes 100-1099/{len(SOURCE)}"
+    assert (tail.status_code, tail.data) == (206, SOURCE[-53:])
+    assert outside.status_code == 416 and outside.headers["Content-Range"] == f"bytes */{len(SOURCE)}"
+    assert outside.json["detail"]
+    assert (unchanged.status_code, unchanged.data) == (304, b"")
+
+
+def test_no_audio_until_stored_and_none_for_unknown_recordings(app, client, media):
+    post_call(client, recorded_call(media))
+
+    assert client.get(LOOKUP + SESSION + "/audio").status_code == 404
+    assert client.get(LOOKUP + "conf_nope/audio").json == {"detail": "Audio not found"}
+    assert client.get(LOOKUP + "conf_nope/legs").json == {"detail": "Recording not found"}
+
+
+def test_a_url_that_answers_404_three_times_then_serves_completes(app, client, media):
+    calls = fixture_call("recorded-call")
+    url = media.serve_after("/fresh.mp3", [404, 404, 404], SOURCE)
+    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": url}])
+
+    body = settle(app, client, SESSION)
+
+    assert body["status"] == "completed"
+    assert media.fetches("/fresh.mp3") == 4
+    [leg] = client.get(LOOKUP + SESSION + "/legs").json["items"]
+    assert (leg["audio"]["status"], leg["audio"]["attempts"], leg["audio"]["last_error"]) == (
+        "stored",
+        4,
+        None,
+    )
+
+
+def test_a_url_that_never_serves_fails_as_unavailable_after_the_give_up_time(
+    make_app, storage_settings, media
+):
+    app = make_app(AUDIO_FETCH_GIVE_UP=0.3, **storage_settings, **FAST_RETRIES)
+    client = app.test_client()
+    calls = fixture_call("recorded-call")
+    url = media.status("/gone.mp3", 404)
+    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": url}])
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["failure_reason"], body["recording_url"]) == (
+        "failed",
+        "recording_unavailable",
+        url,
+    )
+    assert media.fetches("/gone.mp3") >= 2  # retried until the give-up
+    [leg] = client.get(LOOKUP + SESSION + "/legs").json["items"]
+    assert leg["audio"]["status"] == "failed" and "404" in leg["audio"]["last_error"]
+    with app.app_context():
+        assert db.session.execute(sa.select(Job.state)).scalar_one().value == "failed"
+
+
+def test_html_instead_of_audio_fails_as_invalid(make_app, storage_settings, media):
+    app = make_app(AUDIO_FETCH_GIVE_UP=0.3, **storage_settings, **FAST_RETRIES)
+    client = app.test_client()
+    calls = fixture_call("recorded-call")
+    url = media.serve("/login.html", b"<html><body>Please sign in</body></html>" * 20, "text/html")
+    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": url}])
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["failure_reason"]) == ("failed", "recording_invalid")
+    [leg] = client.get(LOOKUP + SESSION + "/legs").json["items"]
+    assert "text/html" in leg["audio"]["last_error"] and "not audio" in leg["audio"]["last_error"]
+
+
+def test_a_body_cut_short_of_its_content_length_is_fetched_again(app, client, media):
+    calls = fixture_call("recorded-call")
+    headers = {"Content-Type": "audio/mpeg", "Content-Length": str(len(SOURCE))}
+    cut = Answer(200, headers, lambda: [SOURCE[:20000]], close=True)  # mutagen alone would take it: 5.0 s
+    media.serve_file("/cut.mp3")
+    media.answers["/cut.mp3"] = [cut, media.answers["/cut.mp3"]]
+    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": media.url("/cut.mp3")}])
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["duration"]) == ("completed", 7)
+    assert hashlib.sha256(client.get(LOOKUP + SESSION + "/audio").data).hexdigest() == SOURCE_SHA256
+
+
+def test_every_recorded_leg_is_stored_and_shown(app, client, media):
+    a, b = "ATVId_leg_a", "ATVId_leg_b"
+    client.post("/api/v1/voice/recordings", json={"recording_id": "conf_two", "session_ids": [a, b]})
+    final = fixture_call("recorded-call")[-1]
+    short = {
+        **final,
+        "sessionId": a,
+        "dialDurationInSeconds": "30",
+        "recordingUrl": media.serve_file("/a.mp3"),
+    }
+    long = {
+        **final,
+        "sessionId": b,
+        "dialDurationInSeconds": "90",
+        "recordingUrl": media.serve_file("/b.mp3"),
+    }
+    post_call(client, [short, long])
+
+    body = settle(app, client, "conf_two")
+    legs = {leg["session_id"]: leg for leg in client.get(LOOKUP + "conf_two/legs").json["items"]}
+
+    # The lookup shows the longest leg's; both are kept and both can be downloaded.
+    assert (body["status"], body["recording_url"]) == ("completed", long["recordingUrl"])
+    assert (legs[a]["primary"], legs[b]["primary"]) == (False, True)
+    for session_id in (a, b):
+        audio = legs[session_id]["audio"]
+        assert (audio["status"], audio["sha256"], audio["size"]) == ("stored", SOURCE_SHA256, len(SOURCE))
+        download = client.get(audio["url"].removeprefix("https://recordings.example"))
+        assert hashlib.sha256(download.data).hexdigest() == SOURCE_SHA256
+
+
+def test_production_never_fetches_from_a_private_address(make_app, storage_settings, media):
+    app = make_app(EGRESS_ALLOW_PRIVATE=False, **storage_settings, **FAST_RETRIES)
+    client = app.test_client()
+    post_call(client, recorded_call(media))
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["failure_reason"]) == ("failed", "recording_unavailable")
+    assert media.connections == 0  # refused before connecting, and not retried: it cannot change
+    [leg] = client.get(LOOKUP + SESSION + "/legs").json["items"]
+    assert leg["audio"]["attempts"] == 1 and "127.0.0.1" in leg["audio"]["last_error"]
+
+
+def test_replay_rebuilds_the_same_state_from_callbacks_and_the_stored_audio(app, client, runner, media):
+    post_call(client, recorded_call(media))
+    drain(app)
+    before = client.get(LOOKUP + SESSION).json
+
+    result = runner.invoke(args=["recordings", "replay"])
+
+    assert "replayed 1 recordings: 0 changed" in result.output
+    assert client.get(LOOKUP + SESSION).json == before
+
+
+def test_the_queue_is_visible_to_operators(app, client, runner, media):
+    calls = fixture_call("recorded-call")
+    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": media.status("/late.mp3", 503)}])
+    drain(app)
+
+    listing = runner.invoke(args=["recordings", "jobs"])
+    metrics = client.get("/metrics").text
+
+    assert listing.exit_code == 0, listing.output
+    assert "fetch_audio: 1 pending" in listing.output and "attempts=1" in listing.output
+    assert "503" in listing.output and SESSION in listing.output
+    assert 'jobs{kind="fetch_audio",state="pending"} 1.0' in metrics
+    assert 'jobs_oldest_due_seconds{kind="fetch_audio"}' in metrics
