@@ -1,23 +1,26 @@
-"""recordings-service: the system of record for recordings of Africa's Talking calls."""
+"""recordings-service: the system of record for recordings of Africa's Talking calls.
+
+The service's modules are imported by ``create_app``, not here: gunicorn's master imports this package
+for its logging (``recordings_service.logs``) before it forks the workers, and gevent must patch the
+standard library in each worker before boto3, urllib3 or psycopg are imported.
+"""
 
 import os
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_from_env
-
-from . import cli
-from .errors import register_error_handlers
-from .extensions import CORS_OPTIONS, api, cors, db, migrate
-from .integrations.storage import storage_from_config
-from .persistence import database
-from .recordings import public
-from .web import auth, bodies, observability, waiting
 
 
 def create_app(config_class: type[Config] | None = None) -> Flask:
     """Build the app with ``config_class`` (by default the one ``RECORDINGS_ENV`` names)."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from . import cli
+    from .errors import register_error_handlers
+    from .extensions import api
+    from .web import auth, bodies, observability
+
     config_class = config_class or config_from_env()
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_object(config_class)
@@ -38,6 +41,12 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    from .extensions import CORS_OPTIONS, api, cors, db, migrate
+    from .integrations.storage import storage_from_config
+    from .persistence import database
+    from .recordings import public
+    from .web import waiting
+
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = database.engine_options(app.config)
     db.init_app(app)
     migrate.init_app(
@@ -52,6 +61,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from .extensions import api
     from .web import callbacks, ops, recordings
 
     api.register_blueprint(recordings.blp)
