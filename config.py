@@ -4,6 +4,7 @@ Every setting can come from the environment. Development needs nothing set; Prod
 start when something it needs is missing, rather than falling back to an unsafe default.
 """
 
+import base64
 import ipaddress
 import os
 import urllib.parse
@@ -150,6 +151,26 @@ class Config:
     SWEEP_INTERVAL_SECONDS = _env_seconds("SWEEP_INTERVAL_SECONDS", "1m")
     SWEEP_AFTER_SECONDS = _env_seconds("SWEEP_AFTER_SECONDS", "30m")
 
+    # Telling clients (recordings/events.py, work/webhooks.py): every recording's events go to WEBHOOK_URL
+    # (if set) and to its own status_callback_url, signed with WEBHOOK_SECRET (Standard Webhooks, whsec_...).
+    WEBHOOK_URL = os.environ.get("WEBHOOK_URL") or None
+    WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET") or None
+    WEBHOOK_TIMEOUT_SECONDS = _env_seconds("WEBHOOK_TIMEOUT_SECONDS", "10s")
+    WEBHOOK_CONCURRENCY = int(os.environ.get("WEBHOOK_CONCURRENCY", "4"))
+    # Seconds before each attempt (Standard Webhooks' schedule): then given up.
+    WEBHOOK_RETRY_SCHEDULE = [
+        float(delay)
+        for delay in os.environ.get("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000").split(
+            ","
+        )
+    ]
+
+    # Retention: stored audio older than this is removed by the worker (unset: kept).
+    AUDIO_RETENTION_DAYS = (
+        float(os.environ["AUDIO_RETENTION_DAYS"]) if os.environ.get("AUDIO_RETENTION_DAYS") else None
+    )
+    RETENTION_INTERVAL_SECONDS = _env_seconds("RETENTION_INTERVAL_SECONDS", "1h")
+
     # flask-smorest / OpenAPI
     API_TITLE = "recordings-service"
     API_VERSION = "v1"
@@ -172,6 +193,25 @@ class Config:
             problem = audio_storage_url_problem(storage_url)
             if problem:
                 raise ConfigError(f"AUDIO_STORAGE_URL: {problem}")
+        _check_webhooks(config)
+
+
+def _check_webhooks(config) -> None:
+    secret, url = config.get("WEBHOOK_SECRET"), config.get("WEBHOOK_URL")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError("WEBHOOK_URL must be an http(s) URL")
+    if url and not secret:
+        raise ConfigError("WEBHOOK_URL needs WEBHOOK_SECRET, to sign what is posted to it")
+    if secret:
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            key = b""
+        if not secret.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise ConfigError(
+                "WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_ and base64 of 24 to 64 random bytes"
+                " (make one: python3 -c 'import base64, os; print(\"whsec_\" + base64.b64encode(os.urandom(32)).decode())')"
+            )
 
 
 class DevelopmentConfig(Config):
@@ -185,6 +225,9 @@ class TestingConfig(Config):
 
     TESTING = True
     API_AUTH_REQUIRED = False
+    WEBHOOK_URL = None
+    WEBHOOK_SECRET = None
+    AUDIO_RETENTION_DAYS = None
     LOG_FORMAT = "none"
     VOICE_CALLBACK_TOKEN = None
     VOICE_DIAL_NUMBERS: list[str] = []

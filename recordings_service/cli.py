@@ -11,9 +11,10 @@ from flask.cli import AppGroup
 from . import devtools
 from .domain.clock import format_timestamp
 from .domain.recordings import Status
+from .integrations.storage import StorageError
 from .persistence import queue
-from .persistence.models import JobState
-from .recordings import public
+from .persistence.models import JobKind, JobState
+from .recordings import deletion, events, public
 from .recordings.lifecycle import replay, sweep
 from .recordings.public import recording_schema
 from .web.auth import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
@@ -127,6 +128,47 @@ def jobs_command(state: str | None, limit: int) -> None:
             f"{job.pk:>8} {job.kind:<12} {job.session_id or '-':<40} {job.state.value:<8} attempts={job.attempts}"
             f" next={when} {job.last_error or ''}".rstrip()
         )
+
+
+@recordings_cli.command("delete")
+@click.argument("recording_id")
+def delete_command(recording_id: str) -> None:
+    """Delete RECORDING_ID: every leg's stored audio, the phone numbers and URLs it kept, the recording.
+
+    As DELETE /api/v1/voice/recordings/RECORDING_ID does; its webhooks are told (recording.deleted).
+    """
+    try:
+        deleted = deletion.delete_recording(recording_id, current_app.extensions["audio_storage"])
+    except StorageError as error:
+        raise click.ClickException(f"the audio store failed, nothing was deleted: {error}") from error
+    if not deleted:
+        raise click.ClickException(f"recording {recording_id!r} not found")
+    click.echo(f"deleted {recording_id}")
+
+
+@recordings_cli.command("deliveries")
+@click.argument("recording_id")
+def deliveries_command(recording_id: str) -> None:
+    """List the webhook deliveries of RECORDING_ID's events: state, attempts, last answer (deleted ones too)."""
+    found = events.deliveries(recording_id, include_deleted=True)
+    if found is None:
+        raise click.ClickException(f"recording {recording_id!r} not found")
+    for delivery in found:
+        when = format_timestamp(delivery["next_attempt_at"]) if delivery["next_attempt_at"] else "-"
+        click.echo(
+            f"{delivery['id']:>8} {delivery['type']:<22} {delivery['event_id']} {delivery['state']:<8}"
+            f" attempts={delivery['attempts']} last={delivery['last_status'] or '-'} next={when}"
+            f" {delivery['url']} {delivery['last_error'] or ''}".rstrip()
+        )
+
+
+@recordings_cli.command("redeliver")
+@click.argument("delivery_id", type=int)
+def redeliver_command(delivery_id: int) -> None:
+    """Send delivery DELIVERY_ID again (an id from `deliveries`), as new: due at once, attempts afresh."""
+    if not queue.retry_now(delivery_id, JobKind.DELIVER_WEBHOOK):
+        raise click.ClickException(f"no delivery {delivery_id}")
+    click.echo(f"delivery {delivery_id} is due again")
 
 
 @recordings_cli.command("create-api-key")

@@ -18,6 +18,8 @@ CONTRACT_BODY = {
     "processed_at": "2024-01-15T10:05:42.000Z",
     "failure_reason": None,
     "audio_url": None,  # the service never held this one's audio: it was seeded
+    "audio_removed_at": None,
+    "updated_at": "2024-01-15T10:05:42.000Z",
 }
 
 FIXTURES = Path(__file__).parent / "fixtures" / "africastalking"

@@ -59,6 +59,8 @@ def test_a_recording_is_processing_until_its_audio_is_stored_then_completed_and_
         "processed_at": None,
         "failure_reason": None,
         "audio_url": None,
+        "audio_removed_at": None,
+        "updated_at": processing["updated_at"],
     }
 
     assert drain(app) == 1

@@ -4,6 +4,7 @@ The PostgreSQL outage test stops and starts the machine's PostgreSQL server with
 always starts it again, even when the test fails.
 """
 
+import base64
 import json
 import os
 import random
@@ -21,11 +22,13 @@ import sqlalchemy as sa
 
 from recordings_service import create_app
 from recordings_service.extensions import db
-from recordings_service.persistence.models import StoredCallback
+from recordings_service.persistence.models import StoredCallback, WebhookEvent
 from recordings_service.recordings.lifecycle import replay
 from testkit.config import config_for
-from testkit.servers import gunicorn, http, lookup, post_callback, worker_pids
+from testkit.receiver import Receiver
+from testkit.servers import gunicorn, http, lookup, post_callback, worker, worker_pids
 from testkit.storm import storm
+from tests.support import empty_tables
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -239,3 +242,42 @@ def test_abusive_requests_get_4xx_or_are_cut_off_while_others_are_served(databas
             assert 400 <= (_status(answer) or 0) < 500, (name, answer[:200])
             assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["detail"], name
     assert missing == [404] * 4
+
+
+# --- A slow webhook receiver -------------------------------------------------------------------
+
+
+def _p99(seconds: list[float]) -> float:
+    return sorted(seconds)[int(len(seconds) * 0.99) - 1]
+
+
+def _timed_storm(base: str, deliveries: list[dict]) -> list[float]:
+    def timed(fields):
+        started = time.monotonic()
+        assert post(base, fields) == 200
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(timed, deliveries))
+
+
+def test_a_slow_webhook_receiver_does_not_slow_callbacks(app, database):
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    p99 = {}
+    for seed, (name, delay) in enumerate((("fast", 0), ("slow", 5))):
+        with app.app_context():
+            empty_tables()
+        with Receiver(delay=delay) as hooks:
+            settings = {"WEBHOOK_URL": hooks.url, "WEBHOOK_SECRET": secret}
+            deliveries, _ = storm(500, random.Random(seed), twice_one_in=4)  # 500 events to tell
+            with gunicorn(database, workers=2, **settings) as base, worker(database, **settings):
+                p99[name] = _p99(_timed_storm(base, deliveries))
+                received = len(hooks.received)
+        print(f"callbacks p99 with a {name} receiver: {p99[name] * 1000:.0f} ms ({received} events received)")
+        with app.app_context():
+            events = db.session.execute(sa.select(sa.func.count()).select_from(WebhookEvent)).scalar_one()
+        assert events == 500
+        if name == "slow":
+            # It was really slow: the worker's 4 delivery threads had got through a handful of the 500.
+            assert 0 < received < 50
+    assert p99["slow"] <= p99["fast"] * 1.5 + 0.05

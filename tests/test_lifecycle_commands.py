@@ -55,7 +55,10 @@ def test_replay_rebuilds_recordings_and_sessions_from_the_stored_callbacks(app, 
     result = runner.invoke(args=["recordings", "replay"])
 
     assert f"changed: {recording_id}" in result.output
-    assert status_of(client, recording_id) == before  # processed_at too: the callback's own time
+    rebuilt = status_of(client, recording_id)
+    # As it was, but for updated_at: replay changed it back.
+    assert {**rebuilt, "updated_at": None} == {**before, "updated_at": None}
+    assert rebuilt["updated_at"] > before["updated_at"]
 
 
 def test_sweep_fails_recordings_stuck_without_a_url_and_a_late_url_still_completes_them(

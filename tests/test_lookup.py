@@ -33,6 +33,7 @@ def test_completed_recording_answers_the_contract_example(client, add_recording)
         recording_url="https://voice.africastalking.com/recording/abc123def456",
         created_at=datetime(2024, 1, 15, 10, 0, 0, tzinfo=UTC),
         processed_at=datetime(2024, 1, 15, 10, 5, 42, tzinfo=UTC),
+        updated_at=datetime(2024, 1, 15, 10, 5, 42, tzinfo=UTC),
     )
 
     response = client.get(URL + "conf_1234567890")
@@ -50,11 +51,14 @@ def test_completed_recording_answers_the_contract_example(client, add_recording)
         "processed_at",
         "failure_reason",
         "audio_url",
+        "audio_removed_at",
+        "updated_at",
     ]
 
 
 def test_recording_in_progress_has_null_unset_fields(client, add_recording):
-    add_recording(recording_id="conf_1234567890", created_at=datetime(2024, 1, 15, 10, 0, tzinfo=UTC))
+    at = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
+    add_recording(recording_id="conf_1234567890", created_at=at, updated_at=at)
 
     response = client.get(URL + "conf_1234567890")
 
@@ -68,6 +72,8 @@ def test_recording_in_progress_has_null_unset_fields(client, add_recording):
         "processed_at": None,
         "failure_reason": None,
         "audio_url": None,
+        "audio_removed_at": None,
+        "updated_at": "2024-01-15T10:00:00.000Z",
     }
 
 
@@ -153,7 +159,7 @@ def test_unreachable_database_is_500_with_the_contract_body():
     ("method", "path", "status"),
     [
         ("get", "/nowhere", 404),
-        ("delete", URL + "conf_1", 405),
+        ("patch", URL + "conf_1", 405),
         ("put", URL + "conf_1", 405),
     ],
 )

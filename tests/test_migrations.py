@@ -100,6 +100,8 @@ def test_upgrading_a_database_in_use_keeps_every_recording_as_clients_see_it(bla
         "processed_at": "2024-01-15T11:00:00.000Z",
         "failure_reason": None,
         "audio_url": None,
+        "audio_removed_at": None,
+        "updated_at": "2024-01-15T10:02:00.000Z",
     }
     assert [(body["status"], body["failure_reason"]) for body in after] == [
         ("recording", None),

@@ -108,6 +108,12 @@ class Recording(db.Model):
     dial: Mapped[list[str] | None] = mapped_column(JSON)
     # The leg whose stored audio the recording shows (its primary leg), once stored.
     audio_session_id: Mapped[str | None] = mapped_column(String(RECORDING_ID_MAX_LENGTH))
+    # When retention (AUDIO_RETENTION_DAYS) removed that audio: the recording stays, its audio_url goes.
+    audio_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Where the client asked to be told of this recording's changes (signed webhooks), besides WEBHOOK_URL.
+    status_callback_url: Mapped[str | None] = mapped_column(Text)
+    # Deleted on request: its audio and personal data are gone; the row stays so that nothing revives it.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         CheckConstraint("duration IS NULL OR duration >= 0", name="duration_not_negative"),
@@ -154,6 +160,7 @@ class CallSession(db.Model):
     audio_content_type: Mapped[str | None] = mapped_column(String(100))
     audio_duration: Mapped[int | None] = mapped_column(Integer)
     audio_stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    audio_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention or deletion
 
     # What the session's callbacks taught (domain.recordings.CallFacts).
     facts = ColumnsAs(CallFacts)
@@ -188,10 +195,30 @@ class StoredCallback(db.Model):
     __table_args__ = (Index("ix_voice_callbacks_session_id_digest", "session_id", "digest"),)
 
 
+class WebhookEvent(db.Model):
+    """A change of a recording that clients are told of: written in the transaction of the change.
+
+    ``message`` is what is posted, whole (``{"type", "timestamp", "data"}``); ``event_id`` is its
+    ``webhook-id``, the same on every attempt and to every endpoint, for receivers to de-duplicate on.
+    """
+
+    __tablename__ = "webhook_events"
+
+    pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    recording_pk: Mapped[int] = mapped_column(
+        ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(32))
+    message: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class JobKind(enum.StrEnum):
     """The kinds of background work, each run by its handler in work/."""
 
     FETCH_AUDIO = "fetch_audio"  # fetch, verify and store a leg's recording (work/audio.py)
+    DELIVER_WEBHOOK = "deliver_webhook"  # post one event to one endpoint, signed (work/webhooks.py)
 
 
 class JobState(enum.StrEnum):
@@ -226,6 +253,12 @@ class Job(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A webhook delivery: which event, to where, and the endpoint's last answer (HTTP status).
+    event_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    target_url: Mapped[str | None] = mapped_column(Text)
+    last_status: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         # Workers look for due pending jobs, oldest first.

@@ -23,19 +23,13 @@ from .database import single_read, write_transaction
 from .models import CallSession, Job, JobState
 
 
-def enqueue(
-    session: Session,
-    kind: str,
-    *,
-    recording_pk: int | None = None,
-    session_pk: int | None = None,
-    run_at: datetime | None = None,
-) -> Job:
-    """Add a job to ``session``'s transaction: it exists exactly when the transaction commits."""
+def enqueue(session: Session, kind: str, *, run_at: datetime | None = None, **about) -> Job:
+    """Add a job to ``session``'s transaction: it exists exactly when the transaction commits.
+
+    ``about`` names what it is about: ``recording_pk``, ``session_pk``, ``event_pk``, ``target_url``.
+    """
     now = utcnow()
-    job = Job(
-        kind=kind, recording_pk=recording_pk, session_pk=session_pk, run_at=run_at or now, created_at=now
-    )
+    job = Job(kind=kind, run_at=run_at or now, created_at=now, **about)
     session.add(job)
     return job
 
@@ -93,6 +87,27 @@ def held(session: Session, claim: Claim) -> Job | None:
 def finish(job: Job, now: datetime) -> None:
     """The job's work is done."""
     job.state, job.finished_at, job.leased_until, job.last_error = JobState.DONE, now, None, None
+
+
+def cancel(session: Session, recording_pk: int, why: str) -> None:
+    """Give up every pending job about the recording (it was deleted, say)."""
+    session.execute(
+        update(Job)
+        .where(Job.recording_pk == recording_pk, Job.state == JobState.PENDING)
+        .values(state=JobState.FAILED, finished_at=utcnow(), leased_until=None, last_error=why)
+    )
+
+
+def retry_now(pk: int, kind: str) -> bool:
+    """Make the job ``pk`` of ``kind`` (done or given up) pending again, due at once, its attempts counted
+    afresh; whether there is such a job."""
+    with write_transaction() as session:
+        job = session.get(Job, pk)
+        if job is None or job.kind != kind:
+            return False
+        job.state, job.run_at, job.attempts = JobState.PENDING, utcnow(), 0
+        job.leased_until = job.leased_by = job.finished_at = None
+        return True
 
 
 def again(job: Job, at: datetime, error: str) -> None:

@@ -13,6 +13,7 @@ from ..extensions import db
 from ..persistence import queue
 from ..persistence.database import single_read, write_transaction
 from ..persistence.models import CallSession, JobKind, Recording
+from . import events
 from .registration import lock_recording, sessions_of
 
 
@@ -63,24 +64,26 @@ class StoredAudio:
     duration: int
 
 
-def audio_stored(claim: queue.Claim, stored: StoredAudio) -> bool:
-    """Record the leg's stored audio, finish its job and move its recording on, in one transaction.
-
-    False, changing nothing, when the claim lost its lease (another worker took the job).
-    """
+def audio_stored(claim: queue.Claim, stored: StoredAudio) -> str:
+    """Record the leg's stored audio, finish its job and move its recording on, in one transaction:
+    ``"stored"``. ``"lost"``, changing nothing, when the claim lost its lease (another worker took the
+    job); ``"unwanted"`` when the recording was deleted meanwhile (the caller deletes what it stored)."""
     now = utcnow()
     with write_transaction() as session:
         call, recording = _lock(claim)
         job = queue.held(session, claim)
         if job is None or call is None:
-            return False
+            return "lost"
+        if recording.deleted_at is not None:
+            queue.finish(job, now)
+            return "unwanted"
         call.audio_status = AudioStatus.STORED
         call.audio_key, call.audio_size, call.audio_sha256 = stored.key, stored.size, stored.sha256
         call.audio_content_type, call.audio_duration = stored.content_type, stored.duration
         call.audio_stored_at, call.audio_error = now, None
         queue.finish(job, now)
-        recording.state = advance(recording.state, [leg.leg for leg in sessions_of(recording)])
-    return True
+        events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions_of(recording)]))
+    return "stored"
 
 
 def attempt_failed(claim: queue.Claim, error: str, retry_at: datetime | None, failure: str) -> bool:
@@ -98,7 +101,7 @@ def attempt_failed(claim: queue.Claim, error: str, retry_at: datetime | None, fa
             return True
         call.audio_status, call.audio_failure = AudioStatus.FAILED, failure
         queue.give_up(job, now, error)
-        recording.state = advance(recording.state, [leg.leg for leg in sessions_of(recording)])
+        events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions_of(recording)]))
     return True
 
 

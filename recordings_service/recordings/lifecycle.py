@@ -28,10 +28,10 @@ from ..domain.recordings import (
     time_out,
 )
 from ..extensions import db
-from ..integrations.africastalking.callbacks import parse_callback
+from ..integrations.africastalking.callbacks import parse_callback, redacted
 from ..persistence.database import single_read, write_transaction
 from ..persistence.models import CallSession, Recording, StoredCallback
-from . import audio, public
+from . import audio, events, public
 from .registration import bind_sessions, create_or_lock_recording, lock_recording, sessions_of
 
 log = logging.getLogger(__name__)
@@ -64,28 +64,37 @@ def ingest_callback(
     now = utcnow()
     with write_transaction() as session:
         recording = _recording_for_session(report.session_id, now)
+        if recording.deleted_at is not None:
+            # A late callback of a deleted recording: kept, as every callback is, but redacted and inert.
+            kept = redacted(fields)
+            session.add(
+                _stored(kept, fields_digest(kept), report.session_id, recording.pk, True, remote_addr, now)
+            )
+            return Ingested(recording.recording_id, recording.status, True, not report.active, None)
         sessions = sessions_of(recording)
         call = next(leg for leg in sessions if leg.session_id == report.session_id)
         digest = fields_digest(fields)
         duplicate = _seen(report.session_id, digest)
-        session.add(
-            StoredCallback(
-                session_id=report.session_id,
-                recording_pk=recording.pk,
-                fields=dict(fields),
-                digest=digest,
-                duplicate=duplicate,
-                # Behind proxies the address comes from X-Forwarded-For, which a client can make long.
-                remote_addr=remote_addr[: StoredCallback.remote_addr.type.length] if remote_addr else None,
-                received_at=now,
-            )
-        )
+        session.add(_stored(fields, digest, report.session_id, recording.pk, duplicate, remote_addr, now))
         if not duplicate:
             call.facts = call.facts.learn(report)
             audio.await_audio(call, now)
-            recording.state = advance(recording.state, [leg.leg for leg in sessions])
+            events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions]))
         taken = Ingested(recording.recording_id, recording.status, duplicate, call.ended, recording.dial)
     return taken
+
+
+def _stored(fields, digest, session_id, recording_pk, duplicate, remote_addr, now) -> StoredCallback:
+    return StoredCallback(
+        session_id=session_id,
+        recording_pk=recording_pk,
+        fields=dict(fields),
+        digest=digest,
+        duplicate=duplicate,
+        # Behind proxies the address comes from X-Forwarded-For, which a client can make long.
+        remote_addr=remote_addr[: StoredCallback.remote_addr.type.length] if remote_addr else None,
+        received_at=now,
+    )
 
 
 def _recording_for_session(session_id: str, now: datetime) -> Recording:
@@ -121,7 +130,13 @@ def replay(batch_size: int = 500) -> ReplayReport:
     waiting for its URL. A leg whose callbacks bring a URL but that has no audio (nor job) gets them.
     """
     with single_read() as connection:
-        query = select(StoredCallback.recording_pk).distinct().order_by(StoredCallback.recording_pk)
+        query = (
+            select(StoredCallback.recording_pk)
+            .join(Recording, Recording.pk == StoredCallback.recording_pk)
+            .where(Recording.deleted_at.is_(None))  # a deleted recording's callbacks are redacted and inert
+            .distinct()
+            .order_by(StoredCallback.recording_pk)
+        )
         pks = list(connection.execute(query).scalars())
     changed: list[str] = []
     for start in range(0, len(pks), batch_size):
@@ -167,7 +182,7 @@ def _rebuild(recording: Recording) -> bool:
     state = advance(state, current)
     if recording.failure_reason == URL_TIMEOUT:
         state = time_out(state, current)
-    recording.state = state
+    events.set_state(recording, state)
     return was != (state, {session_id: call.leg for session_id, call in sessions.items()})
 
 
@@ -183,14 +198,19 @@ def sweep(older_than: timedelta) -> list[str]:
     )
     stuck = (
         select(Recording)
-        .where(Recording.status == Status.PROCESSING, Recording.updated_at < cutoff, ~with_url)
+        .where(
+            Recording.status == Status.PROCESSING,
+            Recording.updated_at < cutoff,
+            Recording.deleted_at.is_(None),
+            ~with_url,
+        )
         .with_for_update(skip_locked=True)
     )
     swept = []
     with write_transaction() as session:
         for recording in session.execute(stuck).scalars():
             legs: list[Leg] = [call.leg for call in sessions_of(recording)]
-            recording.state = time_out(recording.state, legs)
+            events.set_state(recording, time_out(recording.state, legs))
             swept.append(recording.recording_id)
     for recording_id in swept:
         log.warning("recording %s failed: no recording URL within %s", recording_id, older_than)

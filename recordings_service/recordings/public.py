@@ -44,8 +44,20 @@ class RecordingSchema(ma.Schema):
         required=True,
         allow_none=True,
         metadata={
-            "description": "The service's own URL of the stored audio (the primary leg's); null until stored",
+            "description": "The service's own URL of the stored audio (the primary leg's); null until stored, "
+            "and again once retention has removed it",
             "example": "https://recordings.example.com/api/v1/voice/recordings/conf_1234567890/audio",
+        },
+    )
+    audio_removed_at = Timestamp(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When retention removed the audio; null until then"},
+    )
+    updated_at = Timestamp(
+        required=True,
+        metadata={
+            "description": "When the recording last changed: of two bodies (or webhooks), the later one wins"
         },
     )
 
@@ -70,7 +82,7 @@ class _Shown:
 
     @property
     def audio_url(self) -> str | None:
-        if self._recording.audio_session_id is None:
+        if self._recording.audio_session_id is None or self._recording.audio_removed_at is not None:
             return None
         return self._base_url + AUDIO_PATH.format(recording_id=self._recording.recording_id)
 
@@ -104,9 +116,11 @@ def render(recording: Recording | Row) -> Rendered:
 # --- Reading ----------------------------------------------------------------------------------
 
 _recordings = Recording.__table__
-_BY_ID = select(_recordings).where(_recordings.c.recording_id == bindparam("recording_id"))
+# A deleted recording is, to clients, no recording at all.
+_SHOWN = _recordings.c.deleted_at.is_(None)
+_BY_ID = select(_recordings).where(_recordings.c.recording_id == bindparam("recording_id"), _SHOWN)
 _BY_IDS = select(_recordings).where(
-    _recordings.c.recording_id.in_(bindparam("recording_ids", expanding=True))
+    _recordings.c.recording_id.in_(bindparam("recording_ids", expanding=True)), _SHOWN
 )
 
 
@@ -160,6 +174,7 @@ def page(
     """
     query = (
         select(_recordings)
+        .where(_SHOWN)
         .order_by(_recordings.c.created_at.desc(), _recordings.c.id.desc())
         .limit(limit + 1)
     )
@@ -242,6 +257,9 @@ class LegAudioSchema(ma.Schema):
     sha256 = ma.fields.String(required=True, allow_none=True)
     duration = ma.fields.Integer(required=True, allow_none=True, metadata={"description": "Whole seconds"})
     stored_at = Timestamp(required=True, allow_none=True)
+    removed_at = Timestamp(
+        required=True, allow_none=True, metadata={"description": "When retention removed the stored audio"}
+    )
     failure = ma.fields.String(
         required=True, allow_none=True, metadata={"description": "recording_unavailable or recording_invalid"}
     )
@@ -316,7 +334,7 @@ def legs(recording_id: str) -> list[dict] | None:
 def _leg(row: Row, base: str) -> dict:
     audio = None
     if row.audio_status is not None:
-        stored = row.audio_status is AudioStatus.STORED
+        stored = row.audio_status is AudioStatus.STORED and row.audio_removed_at is None
         pending = row.audio_status is AudioStatus.PENDING and row.job_state == "pending"
         audio = {
             "status": row.audio_status,
@@ -328,6 +346,7 @@ def _leg(row: Row, base: str) -> dict:
             "sha256": row.audio_sha256,
             "duration": row.audio_duration,
             "stored_at": row.audio_stored_at,
+            "removed_at": row.audio_removed_at,
             "failure": row.audio_failure,
             "attempts": row.attempts or 0,
             "next_attempt_at": row.run_at if pending else None,
@@ -366,6 +385,8 @@ _AUDIO = (
         _recordings.c.recording_id == bindparam("recording_id"),
         _sessions.c.session_id == bindparam("session_id"),
         _sessions.c.audio_status == AudioStatus.STORED,
+        _sessions.c.audio_removed_at.is_(None),
+        _SHOWN,
     )
 )
 

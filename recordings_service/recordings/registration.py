@@ -13,6 +13,10 @@ from ..persistence.models import CallSession, Recording
 from . import public
 
 
+class RecordingDeleted(Exception):
+    """The recording asked for was deleted: its id is not given out again."""
+
+
 class SessionConflict(Exception):
     """Sessions asked for are bound to another recording already."""
 
@@ -70,18 +74,26 @@ def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -
 
 
 def register_recording(
-    recording_id: str | None, session_ids: list[str], dial: list[str] | None
+    recording_id: str | None,
+    session_ids: list[str],
+    dial: list[str] | None,
+    status_callback_url: str | None = None,
 ) -> tuple[public.Rendered, bool]:
     """Create the recording (or find it, adding sessions) and commit; return it as clients see it and
     whether it is new.
 
-    Raises ``SessionConflict``, changing nothing, when a session belongs to another recording.
+    Raises ``SessionConflict``, changing nothing, when a session belongs to another recording, and
+    ``RecordingDeleted`` for the id of a deleted recording.
     """
     now = utcnow()
     with write_transaction() as session:
         recording, created = create_or_lock_recording(recording_id or new_recording_id(), now, dial)
+        if recording.deleted_at is not None:
+            raise RecordingDeleted(recording.recording_id)
         if dial is not None:
             recording.dial = dial
+        if status_callback_url is not None:
+            recording.status_callback_url = status_callback_url
         conflicts = bind_sessions(recording, session_ids, now)
         if conflicts:
             raise SessionConflict(conflicts)

@@ -1,5 +1,6 @@
 """The recordings API under ``/api/v1/voice`` (the ``voice`` blueprint): lookup, listing, registration."""
 
+import logging
 import re
 
 import marshmallow as ma
@@ -10,12 +11,15 @@ from werkzeug.http import parse_dict_header
 
 from ..domain.recordings import Status
 from ..errors import ErrorSchema, on_database_error
-from ..recordings import public
+from ..integrations.storage import ObjectNotFound, StorageError
+from ..recordings import deletion, events, public
 from ..recordings.public import AudioFile, LegsSchema, RecordingSchema
-from ..recordings.registration import SessionConflict, register_recording
+from ..recordings.registration import RecordingDeleted, SessionConflict, register_recording
 from .blueprints import Blueprint
-from .schemas import ListQuerySchema, RecordingPageSchema, RegistrationSchema
+from .schemas import DeliveriesSchema, ListQuerySchema, RecordingPageSchema, RegistrationSchema
 from .waiting import Full
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("voice", __name__, url_prefix="/api/v1/voice", description="Recordings of conference calls")
 
@@ -139,12 +143,20 @@ def register(registration: dict):
     if not request.is_json:
         # Without this, a form or an empty body would register a recording with a made-up id.
         abort(415, message="The body must be JSON (Content-Type: application/json)")
+    url = registration.get("status_callback_url")
+    if url is not None:
+        try:
+            events.check_endpoint(url)
+        except events.UnusableEndpoint as refusal:
+            abort(422, message=f"Invalid request: status_callback_url: {refusal}")
     try:
         rendered, created = register_recording(
-            registration.get("recording_id"), registration["session_ids"], registration.get("dial")
+            registration.get("recording_id"), registration["session_ids"], registration.get("dial"), url
         )
     except SessionConflict as conflict:
         abort(409, message=f"Sessions {str(conflict)}")
+    except RecordingDeleted:
+        abort(409, message="That recording was deleted: its id is not given out again")
     response = Response(rendered.body, status=201 if created else 200, mimetype="application/json")
     response.headers["Location"] = url_for("voice.get_recording", recording_id=rendered.recording_id)
     return response
@@ -218,9 +230,15 @@ def _serve(audio: AudioFile | None) -> Response:
             416, message="The Range is outside the audio", headers={"Content-Range": f"bytes */{audio.size}"}
         )
     start, stop = span or (0, audio.size)
-    storage = current_app.extensions["audio_storage"]
+    try:
+        chunks = current_app.extensions["audio_storage"].read(audio.key, start, stop - start)
+    except ObjectNotFound:  # removed (retention, a deletion) since the row was read
+        abort(404, message=AUDIO_NOT_FOUND)
+    except StorageError:
+        log.exception("reading %s from the audio store failed", audio.key)
+        abort(503, message="The audio store is unavailable; try again")
     response = Response(
-        storage.read(audio.key, start, stop - start),
+        chunks,
         status=206 if span else 200,
         content_type=audio.content_type,
         headers=headers,
@@ -231,3 +249,36 @@ def _serve(audio: AudioFile | None) -> Response:
         response.content_range = ContentRange("bytes", start, stop, audio.size)
     response.set_etag(etag)
     return response
+
+
+@blp.route("/recordings/<path:recording_id>", methods=["DELETE"])
+@blp.response(204, description="Deleted: its audio, its personal data, the recording as clients see it")
+@blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
+@blp.alt_response(503, schema=ErrorSchema, description="The audio store failed; nothing was deleted")
+@on_database_error("Failed to delete recording")
+def delete_recording(recording_id: str):
+    """Delete a recording: every leg's stored audio, the phone numbers and URLs it kept, and the recording.
+
+    Its webhooks are told (recording.deleted). Lookups answer 404 from then on: in every process within
+    COMPLETED_CACHE_SECONDS.
+    """
+    try:
+        deleted = deletion.delete_recording(recording_id, current_app.extensions["audio_storage"])
+    except StorageError:
+        log.exception("deleting the audio of %s failed", recording_id)
+        abort(503, message="The audio store is unavailable; nothing was deleted: try again")
+    if not deleted:
+        abort(404, message=NOT_FOUND)
+    return Response(status=204)
+
+
+@blp.route("/recordings/<path:recording_id>/deliveries", methods=["GET"])
+@blp.response(200, DeliveriesSchema)
+@blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
+@on_database_error(QUERY_FAILED)
+def list_deliveries(recording_id: str):
+    """List the webhook deliveries of a recording's events: attempts, the last answer, the next attempt."""
+    found = events.deliveries(recording_id)
+    if found is None:
+        abort(404, message=NOT_FOUND)
+    return {"items": found}

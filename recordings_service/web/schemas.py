@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 import marshmallow as ma
 
 from ..domain.recordings import Status
-from ..fields import PHONE_NUMBER_DOC, RECORDING_ID_DOC, validate_phone_number, validate_recording_id
+from ..fields import (
+    PHONE_NUMBER_DOC,
+    RECORDING_ID_DOC,
+    Timestamp,
+    validate_phone_number,
+    validate_recording_id,
+)
 from ..recordings.public import PagePosition, RecordingSchema
 
 
@@ -91,3 +97,34 @@ class RegistrationSchema(ma.Schema):
         validate=ma.validate.Length(min=1, max=20),
         metadata={"description": "Numbers AT dials, recording, when a call of this recording comes in"},
     )
+    status_callback_url = ma.fields.Url(
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=ma.validate.Length(max=2048),
+        metadata={
+            "description": "Where to post this recording's signed status events (Standard Webhooks), "
+            "besides the service's WEBHOOK_URL",
+            "example": "https://client.example/hooks/recordings",
+        },
+    )
+
+
+class DeliverySchema(ma.Schema):
+    """One event posted (or to post) to one endpoint: attempts and the last answer."""
+
+    id = ma.fields.Integer(required=True)
+    event_id = ma.fields.String(
+        required=True, metadata={"description": "Its webhook-id, the same on every attempt"}
+    )
+    type = ma.fields.String(required=True, metadata={"example": "recording.completed"})
+    url = ma.fields.String(required=True)
+    state = ma.fields.String(required=True, metadata={"enum": ["pending", "done", "failed"]})
+    attempts = ma.fields.Integer(required=True)
+    last_status = ma.fields.Integer(required=True, allow_none=True, metadata={"description": "HTTP status"})
+    last_error = ma.fields.String(required=True, allow_none=True)
+    next_attempt_at = Timestamp(required=True, allow_none=True)
+    created_at = Timestamp(required=True)
+
+
+class DeliveriesSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(DeliverySchema), required=True)

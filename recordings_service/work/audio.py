@@ -75,9 +75,12 @@ def fetch_audio(claim: queue.Claim) -> None:
             _retry(claim, work, f"storing {key}: {error}")
             return
     duration = round(found.seconds)
-    if recorded.audio_stored(
+    outcome = recorded.audio_stored(
         claim, StoredAudio(key, stored.size, stored.sha256, found.content_type, duration)
-    ):
+    )
+    if outcome == "unwanted":  # the recording was deleted while its audio was on its way
+        current_app.extensions["audio_storage"].delete(key)
+    elif outcome == "stored":
         log.info(
             "stored the audio of %s (recording %s): %s, %d bytes, %d s",
             work.session_id,

@@ -1,5 +1,8 @@
 """The worker: threads that claim due jobs and run them, a heartbeat that renews their leases, and the
-periodic sweep. Any number of workers, in any number of processes and machines, share one database.
+periodic tasks (the sweep of recordings whose URL never came, retention).
+
+Fetching recordings and delivering webhooks have threads of their own (WORKER_CONCURRENCY,
+WEBHOOK_CONCURRENCY), so that a slow or dead webhook receiver never delays the recordings. Any number of workers, in any number of processes and machines, share one database.
 
 On SIGTERM (or Ctrl-C) it takes no new job, lets the jobs in hand finish for WORK_STOP_SECONDS, gives
 back the leases of any still running (another worker takes them at once) and exits.
@@ -16,10 +19,12 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..integrations.storage import StorageError
 from ..persistence import queue
 from ..persistence.models import JobKind
+from ..recordings.deletion import remove_expired_audio
 from ..recordings.lifecycle import sweep
-from . import audio
+from . import audio, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +36,16 @@ class Worker:
 
     def __init__(self, app: Flask, concurrency: int):
         self.app = app
-        self.concurrency = concurrency
         self.lease = timedelta(seconds=app.config["WORK_LEASE_SECONDS"])
-        self.handlers: dict[str, Handler] = {JobKind.FETCH_AUDIO: audio.fetch_audio}
+        self.handlers: dict[str, Handler] = {
+            JobKind.FETCH_AUDIO: audio.fetch_audio,
+            JobKind.DELIVER_WEBHOOK: webhooks.deliver_webhook,
+        }
+        # Each lane: the kinds of job it takes, and its threads.
+        self.lanes = [
+            ([JobKind.FETCH_AUDIO], concurrency),
+            ([JobKind.DELIVER_WEBHOOK], app.config["WEBHOOK_CONCURRENCY"]),
+        ]
         self.stopping = threading.Event()
         self._held: dict[int, queue.Claim] = {}
         self._held_lock = threading.Lock()
@@ -50,26 +62,30 @@ class Worker:
         config = self.app.config
         # Daemon threads: a job stuck past WORK_STOP_SECONDS (a download that hangs) has its lease given
         # back below and must not keep the process from exiting.
-        loops = [
-            threading.Thread(target=self._take_jobs, name=f"jobs-{n}", daemon=True)
-            for n in range(self.concurrency)
+        jobs = [
+            threading.Thread(target=self._take_jobs, args=(kinds,), name=f"{kinds[0]}-{n}", daemon=True)
+            for kinds, threads in self.lanes
+            for n in range(threads)
         ]
-        loops.append(threading.Thread(target=self._heartbeat, name="leases", daemon=True))
-        loops.append(
+        periodic = [
+            threading.Thread(target=self._heartbeat, name="leases", daemon=True),
             threading.Thread(
-                target=self._every,
-                args=(config["SWEEP_INTERVAL_SECONDS"], self._sweep),
-                name="sweep",
-                daemon=True,
+                target=self._every, args=(config["SWEEP_INTERVAL_SECONDS"], self._sweep), daemon=True
+            ),
+        ]
+        if config["AUDIO_RETENTION_DAYS"] is not None:
+            periodic.append(
+                threading.Thread(
+                    target=self._every, args=(config["RETENTION_INTERVAL_SECONDS"], self._retain), daemon=True
+                )
             )
-        )
-        for loop in loops:
+        for loop in jobs + periodic:
             loop.start()
-        log.info("worker started: %d job threads, kinds %s", self.concurrency, ", ".join(self.handlers))
+        log.info("worker started: %s", ", ".join(f"{n} threads for {kinds[0]}" for kinds, n in self.lanes))
         while not self.stopping.wait(1):
             pass
         deadline = time.monotonic() + config["WORK_STOP_SECONDS"]
-        for loop in loops[: self.concurrency]:
+        for loop in jobs:
             loop.join(timeout=max(deadline - time.monotonic(), 0))
         with self._held_lock:
             unfinished = list(self._held.values())
@@ -105,12 +121,12 @@ class Worker:
             with self._held_lock:
                 self._held.pop(claim.pk, None)
 
-    def _take_jobs(self) -> None:
+    def _take_jobs(self, kinds: list[str]) -> None:
         poll = self.app.config["WORK_POLL_SECONDS"]
         with self.app.app_context():
             while not self.stopping.is_set():
                 try:
-                    claim = queue.claim(self.handlers, self.lease)
+                    claim = queue.claim(kinds, self.lease)
                 except SQLAlchemyError:
                     log.exception("claiming a job failed; trying again")
                     self.stopping.wait(poll * 5)
@@ -138,8 +154,12 @@ class Worker:
             while not self.stopping.wait(seconds * random.uniform(0.5, 1.0)):
                 try:
                     task()
-                except SQLAlchemyError:
+                except (SQLAlchemyError, StorageError):
                     log.exception("%s failed; trying again later", task.__name__)
 
     def _sweep(self) -> None:
         sweep(timedelta(seconds=self.app.config["SWEEP_AFTER_SECONDS"]))
+
+    def _retain(self) -> None:
+        days = self.app.config["AUDIO_RETENTION_DAYS"]
+        remove_expired_audio(self.app.extensions["audio_storage"], timedelta(days=days))

@@ -75,3 +75,30 @@ def actions_xml(dial: list[str]) -> str:
     if dial:
         SubElement(root, "Dial", record="true", phoneNumbers=",".join(dial))
     return '<?xml version="1.0" encoding="UTF-8"?>' + tostring(root, encoding="unicode")
+
+
+# What a callback may keep once its recording is deleted: AT's facts about the call, none about people.
+# Anything else (phone numbers, carrier, the recording's URL, fields AT adds later) is redacted.
+NOT_PERSONAL = frozenset(
+    {
+        "isActive",
+        "sessionId",
+        "direction",
+        "callSessionState",
+        "callStartTime",
+        "dialStartTime",
+        "status",
+        "hangupCause",
+        "lastBridgeHangupCause",
+        "durationInSeconds",
+        "dialDurationInSeconds",
+        "currencyCode",
+        "amount",
+    }
+)
+REDACTED = "[redacted]"
+
+
+def redacted(fields: Mapping[str, str]) -> dict[str, str]:
+    """``fields`` with every value that may say something of a person replaced by ``[redacted]``."""
+    return {key: value if key in NOT_PERSONAL else REDACTED for key, value in fields.items()}
