@@ -63,9 +63,15 @@ DATABASE_FAILED = "Database unavailable"
 
 
 def on_database_error(detail: str) -> Callable:
-    """Decorate a view with what it answers (500, ``detail``) when the database fails under it."""
+    """Decorate a view with what it answers (500, ``detail``) when the database fails under it.
+
+    A connection the server had closed is not a failure: the view runs once more on a new one.
+    """
+
+    from .persistence.database import once_more_if_disconnected  # it needs extensions, which need us
 
     def decorate(view: Callable) -> Callable:
+        view = once_more_if_disconnected(view)
         view.database_error = detail
         return view
 

@@ -139,7 +139,7 @@ def test_postgresql_stopping_mid_storm_loses_nothing_acknowledged(restartable_po
 # --- A worker is killed in the middle of a storm ----------------------------------------------
 
 
-def test_a_worker_killed_mid_storm_leaves_no_half_applied_callback(database):
+def test_a_worker_killed_mid_storm_leaves_no_half_applied_callback(app, database):
     deliveries, expected = storm(80, random.Random(12), twice_one_in=4)
     pid_file = Path(tempfile.mkdtemp()) / "gunicorn.pid"
     with gunicorn(database, workers=2, GUNICORN_CMD_ARGS=f"--pid {pid_file}") as base:

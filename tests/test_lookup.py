@@ -10,7 +10,7 @@ from recordings_service import create_app
 from recordings_service.extensions import db
 from recordings_service.persistence.models import Recording
 from testkit.config import config_for
-from tests.support import CONTRACT_BODY
+from tests.support import CONTRACT_BODY, fixture_call
 
 URL = "/api/v1/voice/recordings/"
 
@@ -207,3 +207,40 @@ def test_connections_the_server_closed_are_replaced_not_served(postgresql_url):
     assert [client.get(URL + "conf_1").status_code for _ in range(3)] == [404] * 3
     with app.app_context():
         db.engine.dispose()
+
+
+def _closed_by_the_server_at_its_first_statement(engine, killer) -> list[int]:
+    """From now on, the next statement's connection is closed by the server just before it runs (as in
+    a restart: after the pool's checkout check has passed). Returns the backends so closed."""
+    closed = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute", once=True)
+    def close_it(connection, *_):
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with killer.connect() as other:
+            other.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+        closed.append(pid)
+
+    return closed
+
+
+@pytest.mark.parametrize("request_kind", ["lookup", "callback"])
+def test_a_connection_closed_as_it_is_used_costs_nothing_but_a_second_try(postgresql_url, request_kind):
+    """The checkout check cannot see a connection the server closes a moment later: the request runs
+    again on a new connection. A lost connection must not cost a callback, which AT does not retry."""
+    app = create_app(config_for(postgresql_url))
+    client = app.test_client()
+    killer = sa.create_engine(config_for(postgresql_url).SQLALCHEMY_DATABASE_URI, poolclass=sa.pool.NullPool)
+    first_call = fixture_call("recorded-call")[0]
+    with app.app_context():
+        closed = _closed_by_the_server_at_its_first_statement(db.engine, killer)
+        if request_kind == "lookup":
+            response = client.get(URL + "conf_1")
+            assert (response.status_code, response.json) == (404, {"detail": "Recording not found"})
+        else:
+            response = client.post("/api/v1/voice/callback", data=first_call)
+            assert response.status_code == 200
+            assert client.get(URL + first_call["sessionId"]).json["status"] == "recording"
+        assert len(closed) == 1
+        db.engine.dispose()
+    killer.dispose()

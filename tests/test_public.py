@@ -84,7 +84,7 @@ def test_a_replayed_completed_recording_reaches_every_worker_within_the_cache_bo
             answers += [(time.monotonic() - replayed, body) for body in bodies]
             time.sleep(0.1)
 
-    stale = [after for after, body in answers if body != truth]
+    stale = [after for after, body in answers if body["recording_url"] != truth["recording_url"]]
     assert stale, "the workers served the replayed recording at once: no cache was in the way"
     assert max(stale) < bound + 0.5, f"a worker served the old body {max(stale):.1f} s after the replay"
     print(f"old body served until {max(stale):.2f} s after the replay (bound {bound} s)")

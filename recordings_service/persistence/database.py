@@ -1,21 +1,26 @@
 """Engine set-up that the models do not show (SQLite made safe for several processes, PostgreSQL
 connections checked cheaply) and the two ways statements run: one read, or one write transaction."""
 
+import functools
 import logging
 import select
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
 
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session
 
 from ..extensions import db
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @contextmanager
@@ -58,6 +63,30 @@ def single_read() -> Iterator[Connection]:
         engine.connect().execution_options(**options) as connection,
     ):
         yield connection
+
+
+def once_more_if_disconnected(function: Callable[P, R]) -> Callable[P, R]:
+    """Run ``function`` once more, on a new connection, when the server had closed the one it used.
+
+    A restart or a terminated backend closes every pooled connection; the checkout check below finds
+    most of them, but not one the server is still closing as it is handed out. SQLAlchemy then marks
+    the pool stale, so the second run gets a fresh connection. The first run's transaction died with
+    its connection, so running it again applies it at most once (a commit whose answer was lost is
+    the exception: the callbacks it could repeat are idempotent).
+    """
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            log.warning("the database had closed a pooled connection: %s runs again", function.__qualname__)
+            db.session.rollback()
+            return function(*args, **kwargs)
+
+    return run
 
 
 def check_writable() -> None:

@@ -15,7 +15,7 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from ..domain.clock import utcnow
-from ..persistence.database import single_read, write_transaction
+from ..persistence.database import once_more_if_disconnected, single_read, write_transaction
 from ..persistence.models import ApiKey
 
 KEY_PREFIX = "rsk_"
@@ -61,6 +61,7 @@ def revoke_api_key(name: str) -> None:
             key.revoked_at = utcnow()
 
 
+@once_more_if_disconnected
 def is_valid_api_key(key: str) -> bool:
     """Whether ``key`` is a key made here and not revoked: one statement, outside any transaction."""
     query = select(ApiKey.pk).filter_by(key_hash=_digest(key), revoked_at=None)
