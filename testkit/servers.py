@@ -93,12 +93,7 @@ def gunicorn(database_url: str, workers: int | None = 2, app: str = "wsgi:app", 
         yield base
         process.poll()  # still running: the caller may read its pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process, seconds=30)
         log.close()
 
 
@@ -115,10 +110,15 @@ def worker(database_url: str, log_to=None, **env):
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process, seconds=60)
         log.close()
+
+
+def _stop(process: subprocess.Popen, seconds: float) -> None:
+    """SIGTERM, as an operator stops a server; SIGKILL if it has not exited within ``seconds``."""
+    process.terminate()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -123,15 +123,7 @@ def give_up(job: Job, now: datetime, error: str) -> None:
 def release(claims: Iterable[Claim]) -> None:
     """Give leases back unfinished (a worker stopping): the jobs are due again at once, and the
     attempt that did not run is not counted."""
-    with write_transaction() as session:
-        for held_claim in claims:
-            session.execute(
-                update(Job)
-                .where(
-                    Job.pk == held_claim.pk, Job.leased_by == held_claim.token, Job.state == JobState.PENDING
-                )
-                .values(leased_until=None, attempts=Job.attempts - 1)
-            )
+    _update_held(claims, leased_until=None, attempts=Job.attempts - 1)
 
 
 @dataclass(frozen=True)
@@ -176,7 +168,11 @@ def depth() -> list[Depth]:
 
 def renew(claims: Iterable[Claim], lease: timedelta) -> None:
     """Extend the leases of ``claims`` still held, from now."""
-    until = utcnow() + lease
+    _update_held(claims, leased_until=utcnow() + lease)
+
+
+def _update_held(claims: Iterable[Claim], **values) -> None:
+    """Set ``values`` on the jobs of ``claims`` whose lease is still the claim's (and still pending)."""
     with write_transaction() as session:
         for held_claim in claims:
             session.execute(
@@ -184,7 +180,7 @@ def renew(claims: Iterable[Claim], lease: timedelta) -> None:
                 .where(
                     Job.pk == held_claim.pk, Job.leased_by == held_claim.token, Job.state == JobState.PENDING
                 )
-                .values(leased_until=until)
+                .values(**values)
             )
 
 
