@@ -3,11 +3,11 @@
 HTTP errors (routing 404/405, aborts, validation) reach ``http_error`` through ``extensions.Api``, which
 flask-smorest registers on the app, not a blueprint, so routing errors get the same shape. A database
 failure under any view is answered by one handler, with the text the view declares
-(``on_database_error``).
+(``web.blueprints.on_database_error``).
 """
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import marshmallow as ma
 from flask import Flask, current_app, request
@@ -60,22 +60,6 @@ def http_error(error: HTTPException):
 
 
 DATABASE_FAILED = "Database unavailable"
-
-
-def on_database_error(detail: str) -> Callable:
-    """Decorate a view with what it answers (500, ``detail``) when the database fails under it.
-
-    A connection the server had closed is not a failure: the view runs once more on a new one.
-    """
-
-    from .persistence.database import once_more_if_disconnected  # it needs extensions, which need us
-
-    def decorate(view: Callable) -> Callable:
-        view = once_more_if_disconnected(view)
-        view.database_error = detail
-        return view
-
-    return decorate
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -15,11 +15,11 @@ from flask import Response, current_app, g, request
 from flask_smorest import abort
 
 from ..domain.recordings import CallReport
-from ..errors import ErrorSchema, on_database_error
+from ..errors import ErrorSchema
 from ..integrations.africastalking.callbacks import CallbackSchema, actions_xml
 from ..recordings.lifecycle import ingest_callback
 from .auth import public
-from .blueprints import Blueprint
+from .blueprints import Blueprint, on_database_error
 from .observability import CALLBACKS
 
 log = logging.getLogger(__name__)

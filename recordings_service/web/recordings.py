@@ -10,12 +10,12 @@ from werkzeug.datastructures import ContentRange
 from werkzeug.http import parse_dict_header
 
 from ..domain.recordings import Status
-from ..errors import ErrorSchema, on_database_error
+from ..errors import ErrorSchema
 from ..integrations.storage import ObjectNotFound, StorageError
 from ..recordings import deletion, events, public
 from ..recordings.public import AudioFile, LegsSchema, RecordingSchema
 from ..recordings.registration import RecordingDeleted, SessionConflict, register_recording
-from .blueprints import Blueprint
+from .blueprints import Blueprint, on_database_error
 from .schemas import DeliveriesSchema, ListQuerySchema, RecordingPageSchema, RegistrationSchema
 from .waiting import Full
 
