@@ -129,6 +129,32 @@ def test_a_held_request_is_answered_with_the_change_that_wakes_it(app, client, l
     assert response.headers["Preference-Applied"] == "wait=20"
 
 
+def test_a_held_request_woken_by_the_stored_audio_shows_the_audio_url_its_own_lookup_does(app, client, media):
+    """The watcher renders the waking body outside the request: its audio_url must still be under the
+    address the client used, as a plain lookup's is."""
+    here = "https://recordings.example.org"
+    for fields in recorded_call(media):
+        client.post(CALLBACK, data=fields)
+    processing = client.get(LOOKUP + SESSION, base_url=here)
+    assert processing.json["status"] == "processing"
+
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            app.test_client().get,
+            LOOKUP + SESSION,
+            base_url=here,
+            headers={"If-None-Match": processing.headers["ETag"], "Prefer": "wait=20"},
+        )
+        time.sleep(0.3)
+        assert not held.done()
+        drain(app)  # the worker stores the audio: completed
+        woken = held.result(timeout=20)
+
+    assert woken.json["status"] == "completed"
+    assert woken.json["audio_url"] == f"{here}/api/v1/voice/recordings/{SESSION}/audio"
+    assert woken.json == client.get(LOOKUP + SESSION, base_url=here).json
+
+
 @pytest.mark.slow
 def test_hundreds_of_waiting_clients_do_not_starve_lookups(database, runner):
     """200 clients hold Prefer: wait=30; plain lookups still answer; the waiters get the completion."""

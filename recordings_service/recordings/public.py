@@ -107,9 +107,11 @@ class Rendered:
     status: Status
 
 
-def render(recording: Recording | Row) -> Rendered:
-    """Serialise ``recording`` (a model or a row of its table) as the lookup answers it."""
-    body = json.dumps(recording_schema.dump(_Shown(recording, base_url())), separators=(",", ":")).encode()
+def render(recording: Recording | Row, base: str | None = None) -> Rendered:
+    """Serialise ``recording`` (a model or a row of its table) as the lookup answers it, its URLs under
+    ``base`` (default: ``base_url()``)."""
+    shown = _Shown(recording, base or base_url())
+    body = json.dumps(recording_schema.dump(shown), separators=(",", ":")).encode()
     return Rendered(recording.recording_id, body, generate_etag(body), recording.status)
 
 
@@ -142,14 +144,15 @@ def read(recording_id: str) -> Rendered | None:
     return rendered
 
 
-def read_many(recording_ids: Iterable[str]) -> dict[str, Rendered]:
-    """Return the lookup bodies of those of ``recording_ids`` that exist, by id, in one statement."""
+def read_many(recording_ids: Iterable[str], base: str | None = None) -> dict[str, Rendered]:
+    """Return the lookup bodies of those of ``recording_ids`` that exist, by id, in one statement (their
+    URLs under ``base``, as ``render``)."""
     ids = [recording_id for recording_id in set(recording_ids) if is_valid_recording_id(recording_id)]
     if not ids:
         return {}
     with single_read() as connection:
         rows = connection.execute(_BY_IDS, {"recording_ids": ids}).all()
-    return {row.recording_id: render(row) for row in rows}
+    return {row.recording_id: render(row, base) for row in rows}
 
 
 @dataclass(frozen=True)

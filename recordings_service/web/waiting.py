@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 class _Waiter:
     recording_id: str
     etag: str
+    base: str  # the service's address as the request reached it: the body's URLs are under it
     woken: threading.Event = field(default_factory=threading.Event)
     rendered: Rendered | None = None
 
@@ -55,7 +56,7 @@ class ChangeWatcher:
     def wait_for_change(self, recording_id: str, etag: str, timeout: float) -> Rendered | None:
         """Return the recording's new rendering once its ETag differs from ``etag``, or None after
         ``timeout`` seconds without a change. Raises ``Full`` when the worker may hold no more."""
-        waiter = _Waiter(recording_id, etag)
+        waiter = _Waiter(recording_id, etag, public.base_url())
         with self._lock:
             if len(self._waiters) >= self._most:
                 raise Full
@@ -86,11 +87,18 @@ class ChangeWatcher:
             time.sleep(self._interval)
 
     def _check(self, waiters: list[_Waiter]) -> None:
-        ids = {waiter.recording_id for waiter in waiters}
-        with self._app.app_context():
-            current = public.read_many(ids)
+        # One query for each address the service was reached at (almost always one): the bodies hold
+        # absolute URLs, which must be the ones each waiting client's own lookup shows.
+        by_base: dict[str, list[_Waiter]] = {}
         for waiter in waiters:
-            rendered = current.get(waiter.recording_id)
+            by_base.setdefault(waiter.base, []).append(waiter)
+        with self._app.app_context():
+            current = {
+                base: public.read_many({waiter.recording_id for waiter in group}, base)
+                for base, group in by_base.items()
+            }
+        for waiter in waiters:
+            rendered = current[waiter.base].get(waiter.recording_id)
             if rendered is not None and rendered.etag != waiter.etag:
                 waiter.rendered = rendered
                 waiter.woken.set()
