@@ -2,6 +2,7 @@
 
 import logging
 import re
+from collections.abc import Callable
 
 import marshmallow as ma
 from flask import Response, current_app, request, url_for
@@ -183,31 +184,30 @@ AUDIO_PARAMETERS = [
 @on_database_error(QUERY_FAILED)
 def list_legs(recording_id: str):
     """List a recording's legs (its AT calls) and what became of each one's recording."""
-    found = public.legs(recording_id)
-    if found is None:
-        abort(404, message=NOT_FOUND)
-    return {"items": found}
+    return _items_of_recording(public.legs(recording_id))
+
+
+def _audio_view(view: Callable) -> Callable:
+    """What both audio views answer, documented: the bytes, a range of them, 304, 404, 416."""
+    view = on_database_error(QUERY_FAILED)(view)
+    view = blp.alt_response(416, schema=ErrorSchema, description="The Range is outside the audio")(view)
+    view = blp.alt_response(404, schema=ErrorSchema, description=AUDIO_NOT_FOUND)(view)
+    view = blp.alt_response(304, description="Not modified: the If-None-Match tag is current")(view)
+    view = blp.alt_response(206, description="The Range asked for")(view)
+    return blp.doc(
+        responses={"200": {**AUDIO_RESPONSES, "headers": AUDIO_HEADERS}}, parameters=AUDIO_PARAMETERS
+    )(view)
 
 
 @blp.route("/recordings/<path:recording_id>/audio", methods=["GET"])
-@blp.doc(responses={"200": {**AUDIO_RESPONSES, "headers": AUDIO_HEADERS}}, parameters=AUDIO_PARAMETERS)
-@blp.alt_response(206, description="The Range asked for")
-@blp.alt_response(304, description="Not modified: the If-None-Match tag is current")
-@blp.alt_response(404, schema=ErrorSchema, description=AUDIO_NOT_FOUND)
-@blp.alt_response(416, schema=ErrorSchema, description="The Range is outside the audio")
-@on_database_error(QUERY_FAILED)
+@_audio_view
 def get_audio(recording_id: str):
     """Download a recording's stored audio (its primary leg's)."""
     return _serve(public.audio_file(recording_id))
 
 
 @blp.route("/recordings/<path:recording_id>/legs/<session_id>/audio", methods=["GET"])
-@blp.doc(responses={"200": {**AUDIO_RESPONSES, "headers": AUDIO_HEADERS}}, parameters=AUDIO_PARAMETERS)
-@blp.alt_response(206, description="The Range asked for")
-@blp.alt_response(304, description="Not modified: the If-None-Match tag is current")
-@blp.alt_response(404, schema=ErrorSchema, description=AUDIO_NOT_FOUND)
-@blp.alt_response(416, schema=ErrorSchema, description="The Range is outside the audio")
-@on_database_error(QUERY_FAILED)
+@_audio_view
 def get_leg_audio(recording_id: str, session_id: str):
     """Download the stored audio of one leg of a recording."""
     return _serve(public.audio_file(recording_id, session_id))
@@ -278,7 +278,11 @@ def delete_recording(recording_id: str):
 @on_database_error(QUERY_FAILED)
 def list_deliveries(recording_id: str):
     """List the webhook deliveries of a recording's events: attempts, the last answer, the next attempt."""
-    found = events.deliveries(recording_id)
-    if found is None:
+    return _items_of_recording(events.deliveries(recording_id))
+
+
+def _items_of_recording(items: list | None) -> dict:
+    """A recording's list (None: there is no such recording, a 404)."""
+    if items is None:
         abort(404, message=NOT_FOUND)
-    return {"items": found}
+    return {"items": items}
