@@ -1,9 +1,12 @@
-"""`make bench`: the lookup against a lean baseline and a ceiling, on SQLite and PostgreSQL, with wrk.
+"""`make bench`: the lookup against the seed's original stack, a lean baseline and a ceiling, on SQLite
+and PostgreSQL, with wrk.
 
-Every server is gunicorn with gunicorn.conf.py, exactly as `make run` serves the app; wrk runs
-1 thread, 16 connections, 10 s (after a 2 s warm-up), random existing ids with 1 in 10 missing; each
+The app, the baseline and the ceiling are served by gunicorn with gunicorn.conf.py, exactly as `make run`
+serves the app; the seed's stack (FastAPI, SQLAlchemy ORM) by `uvicorn --workers 2`, as it was run. wrk
+runs 1 thread, 16 connections, 10 s (after a 2 s warm-up), random existing ids with 1 in 10 missing; each
 server is measured twice, in turn, and its better run kept. Also measured: the lookup at
-10,000 and 1,000,000 rows, callbacks applied per second (PostgreSQL), memory per worker. Prints a table
+10,000 and 1,000,000 rows, callbacks applied per second (PostgreSQL), memory per worker, and the worker
+(bench/work.py): recordings stored per second, peak memory fetching a 50 MB recording. Prints a table
 and writes bench/results.json. Needs wrk, and PostgreSQL at BENCH_POSTGRES_URL (default: the local one).
 """
 
@@ -14,6 +17,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,12 +28,19 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from testkit.servers import gunicorn, worker_pids  # noqa: E402
+import bench.work as work  # noqa: E402
+from testkit.servers import free_port, gunicorn, http, worker_pids  # noqa: E402
 from testkit.storm import storm  # noqa: E402
 
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
-SERVERS = {"app": "wsgi:app", "baseline": "bench.baseline:app", "ceiling": "bench.ceiling:app"}
+SERVERS = {
+    "app": "wsgi:app",
+    "seed_stack": "bench.seed_stack:app",
+    "baseline": "bench.baseline:app",
+    "ceiling": "bench.ceiling:app",
+}
+UVICORN = {"bench.seed_stack:app"}  # served as the seed served it; the others by gunicorn
 
 
 def flask(url: str, *args: str) -> None:
@@ -100,7 +111,7 @@ def wrk(base: str, script: str, seconds: int = SECONDS, **env) -> dict:
 
 def worker_rss_mb(pid_file: Path) -> list[float]:
     sizes = []
-    for pid in worker_pids(pid_file):
+    for pid in workers(pid_file):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
@@ -110,11 +121,57 @@ def worker_rss_mb(pid_file: Path) -> list[float]:
     return sorted(sizes)
 
 
+def workers(pid_file: Path) -> list[int]:
+    """The worker processes of the server whose master's pid is in ``pid_file`` (not uvicorn's
+    multiprocessing resource tracker, also a child of its master)."""
+    pids = []
+    for pid in worker_pids(pid_file):
+        try:
+            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
+@contextmanager
+def uvicorn(url: str, target: str, pid_file: Path):
+    """Serve ``target`` with `uvicorn --workers 2` on ``url``, as the seed ran; yield the base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--workers", "2", "--port", str(port), target]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, "DATABASE_URL": url}, stdout=log, stderr=subprocess.STDOUT
+        )
+        pid_file.write_text(str(process.pid))
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:  # until both workers are up
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"uvicorn did not start: {log.read().decode()}")
+                try:
+                    if http("GET", base + "/healthz", timeout=1)[0] == 200 and len(workers(pid_file)) == 2:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 def serve_and_load(url: str, target: str, script: str = "lookup.lua", **env) -> dict:
-    pid_file = Path(tempfile.mkdtemp()) / "gunicorn.pid"
-    with gunicorn(
-        url, workers=None, app=target, GUNICORN_CMD_ARGS=f"--pid {pid_file}", LOG_FORMAT="text"
-    ) as base:
+    pid_file = Path(tempfile.mkdtemp()) / "server.pid"
+    if target in UVICORN:
+        server = uvicorn(url, target, pid_file)
+    else:
+        server = gunicorn(
+            url, workers=None, app=target, GUNICORN_CMD_ARGS=f"--pid {pid_file}", LOG_FORMAT="text"
+        )
+    with server as base:
         if script == "lookup.lua":
             wrk(base, script, seconds=2, **env)  # warm up: connections, statement caches, first imports
         result = wrk(base, script, **env)
@@ -123,8 +180,8 @@ def serve_and_load(url: str, target: str, script: str = "lookup.lua", **env) -> 
 
 
 def lookups(kind: str) -> dict:
-    """The three servers on one database, each measured twice, in turn, its better run kept: the
-    machine's noise then falls on all three alike instead of on whichever comes first."""
+    """The four servers on one database, each measured twice, in turn, its better run kept: the
+    machine's noise then falls on all four alike instead of on whichever comes first."""
     results = {}
     with database(kind, 100_000) as url:
         for _ in range(2):
@@ -132,9 +189,10 @@ def lookups(kind: str) -> dict:
                 run = serve_and_load(url, target, ROWS="100000")
                 if name not in results or run["requests_per_s"] > results[name]["requests_per_s"]:
                     results[name] = run
-    app, baseline, ceiling = results["app"], results["baseline"], results["ceiling"]
-    results["app_over_baseline"] = round(app["requests_per_s"] / baseline["requests_per_s"], 2)
-    results["app_over_ceiling"] = round(app["requests_per_s"] / ceiling["requests_per_s"], 2)
+    app = results["app"]
+    for other in ("seed_stack", "baseline", "ceiling"):
+        results[f"app_over_{other}"] = round(app["requests_per_s"] / results[other]["requests_per_s"], 2)
+    results["app_p99_over_baseline_p99"] = round(app["p99_ms"] / results["baseline"]["p99_ms"], 2)
     return results
 
 
@@ -179,6 +237,7 @@ def main() -> None:
         results[kind] = lookups(kind)
         results[kind]["scaling"] = scaling(kind)
     results["callbacks_postgresql"] = callbacks_per_second()
+    results["worker_postgresql"] = work.measure()
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
 
@@ -194,14 +253,26 @@ def print_table(results: dict) -> None:
                 f"{kind + ' ' + name:<22}{row['requests_per_s']:>10}{row['p50_ms']:>9}{row['p99_ms']:>9}{rss:>16}"
             )
         scale = results[kind]["scaling"]
+        ratios = results[kind]
         print(
-            f"{kind}: app/baseline {results[kind]['app_over_baseline']}x, app/ceiling {results[kind]['app_over_ceiling']}x;"
-            f" p50 {scale['p50_ms_at_10000']} ms at 10k rows, {scale['p50_ms_at_1000000']} ms at 1M"
+            f"{kind} app req/s over: seed stack {ratios['app_over_seed_stack']}x,"
+            f" baseline {ratios['app_over_baseline']}x, ceiling {ratios['app_over_ceiling']}x;"
+            f" app p99 over baseline p99 {ratios['app_p99_over_baseline_p99']}x"
+        )
+        print(
+            f"{kind} app p50 {scale['p50_ms_at_10000']} ms at 10k rows, {scale['p50_ms_at_1000000']} ms at 1M"
             f" ({scale['p50_1m_over_10k']}x)"
         )
     cb = results["callbacks_postgresql"]
     print(
         f"callbacks (PostgreSQL, 16 connections): {cb['callbacks_per_s']}/s, p50 {cb['p50_ms']} ms, p99 {cb['p99_ms']} ms"
+    )
+    stored, memory = results["worker_postgresql"]["stored"], results["worker_postgresql"]["memory"]
+    print(
+        f"recordings stored (PostgreSQL, {stored['workers']} workers): {stored['stored_per_second']}/s"
+        f" ({stored['stored']} of {stored['recordings']} in {stored['end_to_end_seconds']} s from start);"
+        f" a worker's peak RSS {memory['worker_peak_rss_mb_small']} MB after a 29 KB recording,"
+        f" {memory['worker_peak_rss_mb_large']} MB after a {memory['large_recording_mb']} MB one"
     )
 
 
