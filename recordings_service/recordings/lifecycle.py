@@ -18,21 +18,20 @@ from sqlalchemy import exists, select
 
 from ..domain.clock import utcnow
 from ..domain.recordings import (
-    URL_TIMEOUT,
-    CallFacts,
     CallReport,
     Leg,
-    RecordingState,
     Status,
     advance,
     time_out,
 )
 from ..extensions import db
-from ..integrations.africastalking.callbacks import parse_callback, redacted
+from ..integrations.africastalking.callbacks import redacted
 from ..persistence.database import single_read, write_transaction
 from ..persistence.models import CallSession, Recording, StoredCallback
 from . import audio, events, public
-from .registration import bind_sessions, create_or_lock_recording, lock_recording, sessions_of
+from .locks import create_or_lock_recording, lock_recording, sessions_of
+from .rebuild import rebuild
+from .registration import bind_sessions
 
 log = logging.getLogger(__name__)
 
@@ -143,47 +142,11 @@ def replay(batch_size: int = 500) -> ReplayReport:
         with write_transaction():
             for pk in pks[start : start + batch_size]:
                 recording = lock_recording(pk=pk)
-                if _rebuild(recording):
+                if rebuild(recording):
                     changed.append(recording.recording_id)
         # A replay may rewrite a completed recording, which processes cache.
         public.forget(changed)
     return ReplayReport(len(pks), changed)
-
-
-def _rebuild(recording: Recording) -> bool:
-    sessions = {call.session_id: call for call in sessions_of(recording)}
-    was = (recording.state, {session_id: call.leg for session_id, call in sessions.items()})
-    kept_audio = {session_id: call.audio for session_id, call in sessions.items()}
-    facts = {session_id: CallFacts() for session_id in sessions}
-
-    def legs() -> list[Leg]:
-        # Each leg's audio as the workers left it, from the moment its URL came, as live saw it.
-        return [
-            Leg(session_id, known, kept_audio[session_id] if known.recording_url else None)
-            for session_id, known in facts.items()
-        ]
-
-    state = RecordingState()
-    seen: set[tuple[str, str]] = set()
-    stored = select(StoredCallback).filter_by(recording_pk=recording.pk).order_by(StoredCallback.pk)
-    for callback in db.session.execute(stored).scalars():
-        key = (callback.session_id, callback.digest)
-        callback.duplicate = key in seen
-        seen.add(key)
-        if not callback.duplicate:
-            report = parse_callback(callback.fields)
-            facts[report.session_id] = facts[report.session_id].learn(report)
-            state = advance(state, legs())
-    now = utcnow()
-    for session_id, call in sessions.items():
-        call.facts = facts[session_id]
-        audio.await_audio(call, now)  # a URL with no audio nor job (a restored database, say) gets them
-    current = [call.leg for call in sessions.values()]
-    state = advance(state, current)
-    if recording.failure_reason == URL_TIMEOUT:
-        state = time_out(state, current)
-    events.set_state(recording, state)
-    return was != (state, {session_id: call.leg for session_id, call in sessions.items()})
 
 
 def sweep(older_than: timedelta) -> list[str]:

@@ -1,16 +1,15 @@
 """Registering recordings and binding Africa's Talking sessions to them, under the recording's lock."""
 
-import uuid
 from datetime import datetime
 
 from sqlalchemy import select
 
 from ..domain.clock import utcnow
-from ..domain.recordings import Status
 from ..extensions import db
 from ..persistence.database import insert_ignoring_conflicts, write_transaction
 from ..persistence.models import CallSession, Recording
 from . import public
+from .locks import create_or_lock_recording, new_recording_id
 
 
 class RecordingDeleted(Exception):
@@ -23,33 +22,6 @@ class SessionConflict(Exception):
     def __init__(self, session_ids: list[str]):
         super().__init__(f"already bound to another recording: {', '.join(session_ids)}")
         self.session_ids = session_ids
-
-
-def new_recording_id() -> str:
-    return f"conf_{uuid.uuid4().hex}"
-
-
-def lock_recording(**where) -> Recording:
-    """Return the recording matching ``where``, its row locked until commit (PostgreSQL; SQLite
-    transactions that write are serialised by BEGIN IMMEDIATE)."""
-    query = select(Recording).filter_by(**where).with_for_update().execution_options(populate_existing=True)
-    return db.session.execute(query).scalar_one()
-
-
-def create_or_lock_recording(
-    recording_id: str, now: datetime, dial: list[str] | None = None
-) -> tuple[Recording, bool]:
-    """Return the recording ``recording_id``, created in status ``recording`` if new, row locked,
-    and whether it was created. Two requests creating the same id at once get the same row."""
-    row = {
-        "recording_id": recording_id,
-        "status": Status.RECORDING,
-        "created_at": now,
-        "updated_at": now,
-        "dial": dial,
-    }
-    created = insert_ignoring_conflicts(db.session, Recording.__table__, [row], unique=["recording_id"]) == 1
-    return lock_recording(recording_id=recording_id), created
 
 
 def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -> list[str]:
@@ -100,9 +72,3 @@ def register_recording(
         session.flush()
         rendered = public.render(recording)
     return rendered, created
-
-
-def sessions_of(recording: Recording) -> list[CallSession]:
-    """The recording's legs (its AT sessions), in the order they were bound."""
-    query = select(CallSession).filter_by(recording_pk=recording.pk).order_by(CallSession.pk)
-    return list(db.session.execute(query).scalars())
