@@ -14,10 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..domain.clock import utcnow
 from ..domain.recordings import (
+    OUTBOUND,
+    STARTED_CALL_MATCH_WINDOW,
     CallReport,
     Leg,
     Status,
@@ -26,12 +29,11 @@ from ..domain.recordings import (
 )
 from ..extensions import db
 from ..integrations.africastalking.callbacks import redacted
-from ..persistence.database import single_read, write_transaction
+from ..persistence.database import insert_ignoring_conflicts, single_read, write_transaction
 from ..persistence.models import CallSession, Recording, StoredCallback
 from . import audio, events, public
-from .locks import create_or_lock_recording, lock_recording, sessions_of
+from .locks import create_or_lock_recording, find_and_lock, lock_recording, sessions_of
 from .rebuild import rebuild
-from .registration import bind_sessions
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class Ingested:
     duplicate: bool
     call_ended: bool
     dial: list[str] | None
+    sequential: bool = False
 
 
 def fields_digest(fields: Mapping[str, str]) -> str:
@@ -58,11 +61,12 @@ def ingest_callback(
     """Store ``fields`` and apply ``report`` (what they say) to its recording, in one transaction.
 
     An exact duplicate of a callback already taken for the session is stored, marked, and changes
-    nothing. A session never seen before gets a recording of its own, named after the session.
+    nothing. A session never seen before is the call the service started to its number, if it started
+    one whose session AT has not named yet; else it gets a provisional recording, named after it.
     """
     now = utcnow()
     with write_transaction() as session:
-        recording = _recording_for_session(report.session_id, now)
+        recording = _recording_for_session(report, now)
         if recording.deleted_at is not None:
             # A late callback of a deleted recording: kept, as every callback is, but redacted and inert.
             kept = redacted(fields)
@@ -79,7 +83,14 @@ def ingest_callback(
             call.facts = call.facts.learn(report)
             audio.await_audio(call, now)
             events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions]))
-        taken = Ingested(recording.recording_id, recording.status, duplicate, call.ended, recording.dial)
+        taken = Ingested(
+            recording.recording_id,
+            recording.status,
+            duplicate,
+            call.ended,
+            recording.dial,
+            recording.dial_sequential,
+        )
     return taken
 
 
@@ -96,17 +107,72 @@ def _stored(fields, digest, session_id, recording_pk, duplicate, remote_addr, no
     )
 
 
-def _recording_for_session(session_id: str, now: datetime) -> Recording:
-    recording_pk = db.session.execute(
-        select(CallSession.recording_pk).filter_by(session_id=session_id)
-    ).scalar_one_or_none()
-    if recording_pk is not None:
-        return lock_recording(pk=recording_pk)
-    recording, _ = create_or_lock_recording(session_id, now)
-    if bind_sessions(recording, [session_id], now):
-        # A registration bound the session to its recording in the meantime: that one it is.
-        return _recording_for_session(session_id, now)
-    return recording
+def _recording_for_session(report: CallReport, now: datetime) -> Recording:
+    """The recording the callback's session belongs to, locked: the one it is bound to; else the one
+    whose started call it is (AT's answer to the start not read yet); else a provisional one, named
+    after the session, that whoever names the session later adopts."""
+    session_id = report.session_id
+    while True:  # again whenever another transaction moved the session while this one waited
+        recording_pk = _owner(session_id)
+        if recording_pk is not None:
+            recording = find_and_lock(pk=recording_pk)
+            if recording is not None and _owner(session_id) == recording.pk:
+                return recording
+            continue
+        started = _started_call(report, now)
+        if started is not None:
+            leg_pk, recording_pk = started
+            recording = lock_recording(pk=recording_pk)
+            if _name_leg(leg_pk, session_id):
+                return recording
+            continue
+        recording, created = create_or_lock_recording(session_id, now, provisional=True)
+        row = {"session_id": session_id, "recording_pk": recording.pk, "created_at": now, "updated_at": now}
+        insert_ignoring_conflicts(db.session, CallSession.__table__, [row], unique=["session_id"])
+        if _owner(session_id) == recording.pk:
+            return recording
+        # Named meanwhile (a registration, a start): that recording it is, and none is left named after it.
+        if created:
+            db.session.execute(delete(Recording).where(Recording.pk == recording.pk))
+
+
+def _owner(session_id: str) -> int | None:
+    query = select(CallSession.recording_pk).filter_by(session_id=session_id)
+    return db.session.execute(query).scalar_one_or_none()
+
+
+def _started_call(report: CallReport, now: datetime) -> tuple[int, int] | None:
+    """The leg (and its recording) of the call the service started to one of the callback's numbers,
+    the oldest if several, that AT has not answered for yet; None if the callback is of no such call."""
+    if report.direction != OUTBOUND or not report.numbers:
+        return None
+    query = (
+        select(CallSession.pk, CallSession.recording_pk)
+        .where(
+            CallSession.session_id.is_(None),
+            CallSession.at_status.is_(None),
+            CallSession.direction == OUTBOUND,
+            CallSession.number.in_(report.numbers),
+            CallSession.created_at > now - STARTED_CALL_MATCH_WINDOW,
+        )
+        .order_by(CallSession.pk)
+        .limit(1)
+    )
+    return db.session.execute(query).tuples().first()
+
+
+def _name_leg(leg_pk: int, session_id: str) -> bool:
+    """Give the unnamed leg ``leg_pk`` its session id; False if it has one, or the session another leg."""
+    try:
+        with db.session.begin_nested():
+            named = db.session.execute(
+                update(CallSession.__table__)
+                .where(CallSession.__table__.c.id == leg_pk, CallSession.__table__.c.session_id.is_(None))
+                .values(session_id=session_id)
+            )
+    except IntegrityError:  # the session was bound to another leg meanwhile
+        return False
+    return named.rowcount == 1
 
 
 def _seen(session_id: str, digest: str) -> bool:

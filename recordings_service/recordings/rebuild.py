@@ -5,7 +5,15 @@ audio as the workers left it. Replay does this to every recording; live ingestio
 from sqlalchemy import select
 
 from ..domain.clock import utcnow
-from ..domain.recordings import URL_TIMEOUT, CallFacts, Leg, RecordingState, advance, time_out
+from ..domain.recordings import (
+    URL_TIMEOUT,
+    CallFacts,
+    Leg,
+    RecordingState,
+    advance,
+    start_refused,
+    time_out,
+)
 from ..extensions import db
 from ..integrations.africastalking.callbacks import parse_callback
 from ..persistence.models import Recording, StoredCallback
@@ -16,7 +24,8 @@ from .locks import sessions_of
 def rebuild(recording: Recording) -> bool:
     """Rebuild ``recording`` (locked) and its legs from its stored callbacks, in the order received,
     and from what was stored of each leg's audio; whether anything differs from before."""
-    sessions = {call.session_id: call for call in sessions_of(recording)}
+    # Calls the recording started that AT has not named have no callbacks: they add nothing.
+    sessions = {call.session_id: call for call in sessions_of(recording) if call.session_id is not None}
     was = (recording.state, {session_id: call.leg for session_id, call in sessions.items()})
     kept_audio = {session_id: call.audio for session_id, call in sessions.items()}
     facts = {session_id: CallFacts() for session_id in sessions}
@@ -28,7 +37,10 @@ def rebuild(recording: Recording) -> bool:
             for session_id, known in facts.items()
         ]
 
+    # As live: a start AT refused failed the recording before any callback came.
     state = RecordingState()
+    if recording.start_failure:
+        state = start_refused(state, [], recording.start_failure)
     seen: set[tuple[str, str]] = set()
     stored = select(StoredCallback).filter_by(recording_pk=recording.pk).order_by(StoredCallback.pk)
     for callback in db.session.execute(stored).scalars():
