@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, exists, select
 
 from ..domain.clock import utcnow
 from ..domain.recordings import (
@@ -34,6 +33,7 @@ from ..persistence.models import CallSession, Recording, StoredCallback
 from . import audio, events, public
 from .locks import create_or_lock_recording, find_and_lock, lock_recording, sessions_of
 from .rebuild import rebuild
+from .registration import name_leg
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ def _recording_for_session(report: CallReport, now: datetime) -> Recording:
         if started is not None:
             leg_pk, recording_pk = started
             recording = lock_recording(pk=recording_pk)
-            if _name_leg(leg_pk, session_id):
+            leg = db.session.get(CallSession, leg_pk, populate_existing=True)
+            if leg.session_id is None and name_leg(leg, session_id):
                 return recording
             continue
         recording, created = create_or_lock_recording(session_id, now, provisional=True)
@@ -159,20 +160,6 @@ def _started_call(report: CallReport, now: datetime) -> tuple[int, int] | None:
         .limit(1)
     )
     return db.session.execute(query).tuples().first()
-
-
-def _name_leg(leg_pk: int, session_id: str) -> bool:
-    """Give the unnamed leg ``leg_pk`` its session id; False if it has one, or the session another leg."""
-    try:
-        with db.session.begin_nested():
-            named = db.session.execute(
-                update(CallSession.__table__)
-                .where(CallSession.__table__.c.id == leg_pk, CallSession.__table__.c.session_id.is_(None))
-                .values(session_id=session_id)
-            )
-    except IntegrityError:  # the session was bound to another leg meanwhile
-        return False
-    return named.rowcount == 1
 
 
 def _seen(session_id: str, digest: str) -> bool:

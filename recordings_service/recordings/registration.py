@@ -9,6 +9,7 @@ Locks are taken in one order: the named recording, then the provisional ones by 
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..domain.clock import utcnow
 from ..extensions import db
@@ -90,6 +91,18 @@ def adopt(recording: Recording, provisional_pks: list[int]) -> bool:
     db.session.execute(delete(Recording).where(Recording.pk.in_(provisional_pks)))
     public.forget(found.recording_id for found in provisionals)
     rebuild(recording)
+    return True
+
+
+def name_leg(leg: CallSession, session_id: str) -> bool:
+    """Give ``leg``, a call the recording started that AT has not named, its session id; False, leaving
+    it unnamed, when another leg holds that session (bound by another transaction meanwhile)."""
+    try:
+        with db.session.begin_nested():
+            leg.session_id = session_id
+            db.session.flush()
+    except IntegrityError:
+        return False
     return True
 
 

@@ -126,6 +126,49 @@ class RegistrationSchema(RecordedCallsSchema):
     )
 
 
+class CallStartSchema(RecordedCallsSchema):
+    """Start recorded calls through Africa's Talking: AT calls each of ``to``; each answered call is put
+    through to ``dial`` and recorded."""
+
+    to = ma.fields.List(
+        ma.fields.String(validate=validate_phone_number, metadata=PHONE_NUMBER_DOC),
+        required=True,
+        validate=ma.validate.Length(min=1, max=20),
+        metadata={"description": "The numbers AT calls, one call (one leg of the recording) each"},
+    )
+    from_number = ma.fields.String(
+        data_key="from",
+        validate=validate_phone_number,
+        metadata={
+            **PHONE_NUMBER_DOC,
+            "description": "The AT number calls come from (default AT_VOICE_NUMBER)",
+        },
+    )
+
+    @ma.validates("to")
+    def different_numbers(self, value: list[str], **kwargs) -> None:
+        if len(set(value)) != len(value):
+            raise ma.ValidationError("Each number once.")
+
+
+class StartedLegSchema(ma.Schema):
+    """One number AT was asked to call: its status as AT answered, and the call's session."""
+
+    number = ma.fields.String(required=True, metadata={"example": "+254711082111"})
+    status = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "AT's: Queued when the call was placed", "example": "Queued"},
+    )
+    session_id = ma.fields.String(required=True, allow_none=True, metadata={"example": "ATVId_5f1c2e9a"})
+
+
+class CallStartedSchema(RecordingSchema):
+    """The recording the calls make up, as the lookup shows it, and each call started."""
+
+    legs = ma.fields.List(ma.fields.Nested(StartedLegSchema), required=True)
+
+
 class DeliverySchema(ma.Schema):
     """One event posted (or to post) to one endpoint: attempts and the last answer."""
 
