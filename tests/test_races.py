@@ -1,5 +1,6 @@
-"""A registration racing the first callback of its session, through gunicorn's worker processes: the
-session ends up on the registered recording every time, whoever wins (no orphan, nothing stuck, no 409)."""
+"""Races with Africa's Talking, through gunicorn's worker processes: a registration racing the first
+callback of its session, and a call start whose calls' first callbacks come before AT's answer. The
+session ends up on the named recording every time, whoever wins (no orphan, nothing stuck, no 409)."""
 
 import json
 import random
@@ -13,6 +14,7 @@ from recordings_service.devtools.simulation import call_sequence, new_session_id
 from recordings_service.extensions import db
 from recordings_service.persistence.models import Recording
 from testkit.servers import gunicorn, http, lookup, post_callback
+from tests.support import drain
 
 pytestmark = pytest.mark.slow
 
@@ -66,3 +68,78 @@ def test_registrations_racing_first_callbacks_leave_no_orphan_and_nothing_stuck(
     assert callbacks == [200] * len(callbacks)
     assert orphans == [] and stuck == []
     assert {rid: (body["status"], body["recording_url"]) for rid, body in outcomes.items()} == expected
+
+
+STARTS = 200
+AT_NUMBER = "+254203893400"
+FALLBACK = "+254700000999"
+
+
+def test_calls_whose_first_callback_beats_ats_answer_dial_their_own_numbers_and_complete(
+    app, database, media, fake_at, tmp_path, capsys
+):
+    log = tmp_path / "gunicorn.log"
+    settings = {
+        "AT_USERNAME": "recordings",
+        "AT_API_KEY": fake_at.api_key,
+        "AT_VOICE_API_URL": fake_at.url,
+        "AT_VOICE_NUMBER": AT_NUMBER,
+        "VOICE_DIAL_NUMBERS": FALLBACK,
+        "LOG_FORMAT": "json",
+    }
+    starts = []
+    for n in range(STARTS):
+        # Every fourth calls two people; every third dials the service's own numbers.
+        to = [f"+2547110{n:05d}"] + ([f"+2547330{n:05d}"] if n % 4 == 0 else [])
+        body = {"recording_id": f"conf_start_{n:03d}", "to": to}
+        if n % 3:
+            body["dial"] = [f"+2547220{n:05d}"]
+        starts.append(body)
+
+    with gunicorn(database, workers=2, log_to=log, **settings) as base, ThreadPoolExecutor(8) as pool:
+        fake_at.service = base  # each placed call's first callback goes here before AT answers the start
+        answers = list(
+            pool.map(
+                lambda body: http("POST", base + "/api/v1/voice/calls", json.dumps(body).encode(), JSON),
+                starts,
+            )
+        )
+        ended = list(
+            pool.map(
+                lambda call: fake_at.finish(call, media.serve_file(f"/recordings/{call['sessionId']}.mp3")),
+                list(fake_at.placed),
+            )
+        )
+        drain(app)
+        outcomes = {body["recording_id"]: lookup(base, body["recording_id"]) for body in starts}
+
+    statuses = [status for status, _, _ in answers]
+    legs = {json.loads(text)["recording_id"]: json.loads(text)["legs"] for _, _, text in answers}
+    with app.app_context():
+        ids = db.session.execute(sa.select(Recording.recording_id)).scalars().all()
+    orphans = [rid for rid in ids if not rid.startswith("conf_start_")]
+    own_dial = {
+        call["sessionId"]: (start.get("dial") or [FALLBACK])
+        for start in starts
+        for call in fake_at.placed
+        if call["number"] in start["to"]
+    }
+    wrong_dial = [
+        sid
+        for sid, (status, xml) in fake_at.answers.items()
+        if f'phoneNumbers="{",".join(own_dial[sid])}"' not in xml
+    ]
+    completed = [rid for rid, body in outcomes.items() if body["status"] == "completed"]
+    with capsys.disabled():
+        print(
+            f"\n{STARTS} starts ({database.split(':')[0]}): {statuses.count(201)} x 201, {statuses.count(409)} x 409,"
+            f" {len(orphans)} orphans, {len(fake_at.answers) - len(wrong_dial)}/{len(fake_at.answers)} live"
+            f" callbacks dialled their own numbers, {len(completed)} completed"
+        )
+    assert statuses == [201] * STARTS
+    assert fake_at.calls == STARTS and len(fake_at.placed) == len(fake_at.answers) == STARTS + STARTS // 4
+    assert all(leg["status"] == "Queued" and leg["session_id"] for items in legs.values() for leg in items)
+    assert orphans == [] and wrong_dial == []
+    assert ended == [(200, "")] * len(ended)
+    assert len(completed) == STARTS
+    assert fake_at.api_key not in log.read_text()
