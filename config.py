@@ -89,6 +89,15 @@ class Config:
     VOICE_CALLBACK_ALLOWED_NETWORKS = _env_list("VOICE_CALLBACK_ALLOWED_NETWORKS")
     TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
     VOICE_DIAL_NUMBERS = _env_list("VOICE_DIAL_NUMBERS")
+    # Starting calls through AT's Voice API (POST /api/v1/voice/calls, `recordings start-call`): the
+    # account and its key (both, or calls cannot be started), the AT number calls come from unless a
+    # start names one, and the API's URL (default: AT's own, its sandbox's for the username "sandbox").
+    AT_USERNAME = os.environ.get("AT_USERNAME") or None
+    AT_API_KEY = os.environ.get("AT_API_KEY") or None
+    AT_VOICE_NUMBER = os.environ.get("AT_VOICE_NUMBER") or None
+    AT_VOICE_API_URL = os.environ.get("AT_VOICE_API_URL") or None
+    # How long AT may take to answer a start (connecting: at most 5 s of it). A start is never retried.
+    AT_VOICE_TIMEOUT_SECONDS = _env_seconds("AT_VOICE_TIMEOUT_SECONDS", "15s")
     # AT's form posts are small; anything near this is not a callback. A body must arrive in
     # BODY_TIMEOUT_SECONDS (web/bodies.py).
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(64 * 1024)))
@@ -194,6 +203,15 @@ class Config:
             if problem:
                 raise ConfigError(f"AUDIO_STORAGE_URL: {problem}")
         _check_webhooks(config)
+        _check_voice_api(config)
+
+
+def _check_voice_api(config) -> None:
+    if bool(config.get("AT_USERNAME")) != bool(config.get("AT_API_KEY")):
+        raise ConfigError("AT_USERNAME and AT_API_KEY go together: set both to start calls, or neither")
+    url = config.get("AT_VOICE_API_URL")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError("AT_VOICE_API_URL must be an http(s) URL")
 
 
 def _check_webhooks(config) -> None:
@@ -232,6 +250,10 @@ class TestingConfig(Config):
     VOICE_CALLBACK_TOKEN = None
     VOICE_DIAL_NUMBERS: list[str] = []
     VOICE_CALLBACK_ALLOWED_NETWORKS: list[str] = []
+    AT_USERNAME = None
+    AT_API_KEY = None
+    AT_VOICE_NUMBER = None
+    AT_VOICE_API_URL = None
     # The tests' peers (media servers, the S3 stand-in) are on loopback.
     EGRESS_ALLOW_PRIVATE = True
     EGRESS_ALLOWED_NETWORKS: list[str] = []
@@ -263,6 +285,11 @@ class ProductionConfig(Config):
         ]
         if missing:
             raise ConfigError(f"production configuration needs {', '.join(missing)} set in the environment")
+        url = config.get("AT_VOICE_API_URL")
+        if url and not url.startswith("https://"):
+            raise ConfigError(
+                "AT_VOICE_API_URL must be https in production: AT_API_KEY goes with every start"
+            )
         if len(config["VOICE_CALLBACK_TOKEN"]) < CALLBACK_TOKEN_MIN_LENGTH:
             raise ConfigError(
                 f"VOICE_CALLBACK_TOKEN is {len(config['VOICE_CALLBACK_TOKEN'])} characters: production needs at"

@@ -45,9 +45,19 @@ def run_migrations_online():
     conf_args.setdefault("process_revision_directives", skip_empty_autogenerate)
     conf_args.setdefault("render_item", render_item)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, **conf_args)
-        with context.begin_transaction():
-            context.run_migrations()
+        # SQLite: a batch operation rebuilds a table (copy, drop, rename), and with foreign keys on the
+        # drop would delete, by cascade, every row referring to the table. Off while migrating, as
+        # SQLite's own procedure for altering a table says (set outside any transaction to take effect).
+        driver = connection.connection.driver_connection if connection.dialect.name == "sqlite" else None
+        if driver is not None:
+            driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            context.configure(connection=connection, target_metadata=target_metadata, **conf_args)
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if driver is not None:
+                driver.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():

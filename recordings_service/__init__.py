@@ -42,7 +42,9 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     from .extensions import CORS_OPTIONS, api, cors, db, migrate
+    from .integrations.africastalking import voice_api
     from .integrations.storage import storage_from_config
+    from .logs import keep_secret
     from .persistence import database
     from .recordings import public
     from .web import waiting
@@ -57,13 +59,16 @@ def register_extensions(app: Flask) -> None:
     database.init_app(app)
     public.init_app(app)
     app.extensions["audio_storage"] = storage_from_config(app.config, app.instance_path)
+    keep_secret(app.config["AT_API_KEY"])
+    app.extensions["at_voice"] = voice_api.from_config(app.config)  # one kept client, or None
     waiting.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
     from .extensions import api
-    from .web import callbacks, ops, recordings
+    from .web import callbacks, calls, ops, recordings
 
     api.register_blueprint(recordings.blp)
+    api.register_blueprint(calls.blp)
     api.register_blueprint(callbacks.blp)
     api.register_blueprint(ops.blp)

@@ -1,10 +1,12 @@
 """``flask recordings ...``: the operators' commands (the development ones are in ``devtools``)."""
 
+import hashlib
 import json
 import re
 from datetime import timedelta
 
 import click
+import marshmallow as ma
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
@@ -14,10 +16,13 @@ from .domain.recordings import Status
 from .integrations.storage import StorageError
 from .persistence import queue
 from .persistence.models import JobKind, JobState
-from .recordings import deletion, events, public
+from .recordings import calls, deletion, events, public
 from .recordings.lifecycle import replay, sweep
 from .recordings.public import recording_schema
+from .recordings.registration import RecordingDeleted
 from .web.auth import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
+from .web.calls import start_call_from
+from .web.schemas import CallStartSchema
 from .work.worker import Worker
 
 recordings_cli = AppGroup("recordings", help="Inspect and manage voice recordings.")
@@ -52,6 +57,37 @@ def list_command(status: str | None, limit: int) -> None:
             f"{row['recording_id']:<24} {row['status']:<10} {row['created_at']}  "
             f"{'' if row['duration'] is None else row['duration']:>6}  {row['recording_url'] or ''}"
         )
+
+
+@recordings_cli.command("start-call")
+@click.option("--to", "to", multiple=True, required=True, help="A number AT calls (E.164); once per number.")
+@click.option("--dial", multiple=True, help="A number each answered call is put through to, recorded.")
+@click.option("--sequential", is_flag=True, default=None, help="Ring the --dial numbers one after another.")
+@click.option("--from", "caller", help="The AT number to call from (default AT_VOICE_NUMBER).")
+@click.option("--recording-id", help="The recording's id (default: a new one).")
+@click.option("--idempotency-key", help="Run again with the same key: the first answer, no second call.")
+def start_call_command(to, dial, sequential, caller, recording_id, idempotency_key) -> None:
+    """Start recorded calls through Africa's Talking, as POST /api/v1/voice/calls does; print the answer.
+
+    Exits non-zero, saying why, when AT placed none of the calls (the recording is then failed).
+    """
+    api = current_app.extensions["at_voice"]
+    if api is None:
+        raise click.ClickException("set AT_USERNAME and AT_API_KEY to start calls")
+    request = {"to": list(to), "dial": list(dial) or None, "sequential": sequential, "from": caller}
+    request["recording_id"] = recording_id
+    body = {key: value for key, value in request.items() if value is not None}
+    try:
+        start = start_call_from(CallStartSchema().load(body), current_app.config)
+        request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        answer = calls.start_call(start, api, idempotency_key, request_hash)
+    except (ma.ValidationError, ValueError) as error:
+        raise click.BadParameter(str(error)) from error
+    except (calls.KeyReused, calls.StartInProgress, RecordingDeleted) as error:
+        raise click.ClickException(f"{type(error).__name__}: {error}") from error
+    if answer.status >= 400:
+        raise click.ClickException(answer.body["detail"])
+    click.echo(json.dumps(answer.body, indent=2))
 
 
 @recordings_cli.command("replay")

@@ -14,23 +14,45 @@ from pythonjsonlogger.json import JsonFormatter
 
 # What must never reach a log: the callback's ?token=, API keys, and any Authorization header value.
 _SECRETS = re.compile(r"(?i)(token=)[^&\s\"'\\]+|(bearer\s+)[^\s\"'\\]+|\brsk_[A-Za-z0-9_-]+")
+# Secrets known by value (AT_API_KEY), whatever text they turn up in.
+_KNOWN: set[str] = set()
+
+
+# Shorter values are no real key, and replacing them everywhere would garble every line.
+KNOWN_SECRET_MIN_LENGTH = 8
+
+
+def keep_secret(value: str | None) -> None:
+    """Never let ``value`` (a key AT issued, say) reach a log line: it is redacted wherever it appears."""
+    if value and len(value) >= KNOWN_SECRET_MIN_LENGTH:
+        _KNOWN.add(value)
 
 
 def redact(text: str) -> str:
     """Return ``text`` with every secret it holds replaced by ``[redacted]``."""
+    for secret in _KNOWN:
+        text = text.replace(secret, "[redacted]")
     return _SECRETS.sub(lambda match: (match.group(1) or match.group(2) or "") + "[redacted]", text)
 
 
 class RedactSecrets(logging.Filter):
-    """Replace secrets in a record's message (and its arguments) before any handler writes it.
+    """Replace secrets in a record's message (and its arguments, and its traceback) before any handler
+    writes it.
 
-    gunicorn, for one, logs a malformed request line whole, ``?token=`` and all.
+    gunicorn, for one, logs a malformed request line whole, ``?token=`` and all; an exception's text
+    may quote a header.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         # (gunicorn's access atoms, the arguments of its access lines, are read by AccessLogFields first.)
         record.msg = redact(record.getMessage())
         record.args = None
+        if record.exc_info:
+            # Formatters write exc_text when there is no exc_info: the traceback, redacted, instead.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 

@@ -17,6 +17,7 @@ from recordings_service import create_app
 from recordings_service.extensions import db
 from recordings_service.integrations.storage import storage_from_config
 from testkit.config import config_for
+from testkit.fake_at import FakeAT
 from testkit.media import MediaServer
 from testkit.s3 import moto_s3
 from tests.support import empty_tables
@@ -117,6 +118,8 @@ def make_app(database):
         client = getattr(app.extensions["audio_storage"], "client", None)
         if client is not None:
             client.close()
+        if app.extensions["at_voice"] is not None:
+            app.extensions["at_voice"].close()
 
 
 @pytest.fixture
@@ -138,6 +141,13 @@ def runner(app):
 def media():
     """A scripted HTTP server on loopback (testkit/media.py): where outbound requests go."""
     with MediaServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_at():
+    """Africa's Talking's Voice API on loopback (testkit/fake_at.py), posting no callbacks unless told."""
+    with FakeAT() as server:
         yield server
 
 

@@ -78,6 +78,9 @@ def test_outbound_requests_reach_private_addresses_only_outside_production():
         ({"AUDIO_STORAGE_URL": "s3:///recordings"}, "needs a bucket"),
         ({"AUDIO_STORAGE_URL": "file://audio"}, "absolute path"),
         ({"AUDIO_STORAGE_URL": "s3://AKIAKEY:s3cr3t@bucket/audio"}, "credentials belong in the AWS_"),
+        ({"AT_USERNAME": "recordings"}, "AT_USERNAME and AT_API_KEY go together"),
+        ({"AT_API_KEY": "s3cr3t-at-key"}, "AT_USERNAME and AT_API_KEY go together"),
+        ({"AT_VOICE_API_URL": "voice.africastalking.com/call"}, "AT_VOICE_API_URL must be an http"),
     ],
 )
 def test_bad_egress_and_storage_settings_stop_the_app(tmp_path, settings, named):
@@ -87,3 +90,11 @@ def test_bad_egress_and_storage_settings_stop_the_app(tmp_path, settings, named)
         create_app(config)
 
     assert "s3cr3t" not in str(raised.value)
+
+
+def test_production_sends_the_at_key_over_https_only():
+    settings = {"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://db/rec", "VOICE_CALLBACK_TOKEN": "t" * 32}
+    settings |= {"PUBLIC_BASE_URL": "https://rec.example", "AT_VOICE_API_URL": "http://voice.example/call"}
+
+    with pytest.raises(ConfigError, match="AT_VOICE_API_URL must be https"):
+        create_app(type("Prod", (ProductionConfig,), settings))

@@ -109,3 +109,49 @@ def test_upgrading_a_database_in_use_keeps_every_recording_as_clients_see_it(bla
         ("completed", None),
         ("failed", "NO_ANSWER"),
     ]
+
+
+def test_upgrading_from_0005_makes_callback_made_recordings_provisional_and_adoptable(blank_database):
+    app = create_app(config_for(blank_database))
+    now = datetime(2024, 1, 15, 10, tzinfo=UTC)
+    with app.app_context():
+        flask_migrate.upgrade(revision="0005")
+        for recording_id, session_id, dial in [
+            ("ATVId_orphan", "ATVId_orphan", None),
+            ("conf_named", "ATVId_named", '["+254722000111"]'),
+        ]:
+            pk = db.session.execute(
+                sa.text(
+                    "INSERT INTO voice_recordings (recording_id, status, dial, created_at, updated_at)"
+                    " VALUES (:rid, 'recording', :dial, :now, :now) RETURNING id"
+                ),
+                {"rid": recording_id, "dial": dial, "now": now},
+            ).scalar_one()
+            db.session.execute(
+                sa.text(
+                    "INSERT INTO voice_call_sessions (recording_pk, session_id, heard, ended, ended_well,"
+                    " created_at, updated_at) VALUES (:pk, :sid, true, false, false, :now, :now)"
+                ),
+                {"pk": pk, "sid": session_id, "now": now},
+            )
+        db.session.commit()
+        db.engine.dispose()
+
+    with app.app_context():
+        flask_migrate.upgrade()
+        flags = db.session.execute(
+            sa.select(Recording.recording_id, Recording.provisional).order_by(Recording.pk)
+        ).all()
+        db.session.close()
+        db.engine.dispose()
+    adopted = app.test_client().post(
+        "/api/v1/voice/recordings", json={"recording_id": "conf_new", "session_ids": ["ATVId_orphan"]}
+    )
+    taken = app.test_client().post(
+        "/api/v1/voice/recordings", json={"recording_id": "conf_other", "session_ids": ["ATVId_named"]}
+    )
+    with app.app_context():
+        db.engine.dispose()
+
+    assert [tuple(row) for row in flags] == [("ATVId_orphan", True), ("conf_named", False)]
+    assert (adopted.status_code, taken.status_code) == (201, 409)

@@ -30,13 +30,14 @@ def test_readyz_is_ready_at_the_migrations_head(client):
 
 def test_readyz_is_503_when_the_schema_is_behind(app, client):
     with app.app_context():
+        head = db.session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
         db.session.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
         db.session.commit()
     try:
         response = client.get("/readyz")
-    finally:
+    finally:  # the database is the session's: later tests expect it at the head
         with app.app_context():
-            db.session.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
+            db.session.execute(sa.text("UPDATE alembic_version SET version_num = :head"), {"head": head})
             db.session.commit()
 
     assert response.status_code == 503

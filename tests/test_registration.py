@@ -3,7 +3,9 @@
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
-from recordings_service.persistence.models import CallSession, Recording
+from recordings_service.persistence.models import CallSession, Recording, StoredCallback
+from recordings_service.recordings.lifecycle import replay
+from tests.support import drain, fixture_call, recorded_call
 
 URL = "/api/v1/voice/recordings"
 
@@ -106,3 +108,82 @@ def test_a_body_that_is_not_json_is_refused(app, client):
     assert (not_json.status_code, broken.status_code) == (415, 400)
     assert not_json.json["detail"] and broken.json["detail"]
     assert count(app, Recording) == 0
+
+
+# --- Sessions AT called back about before anyone named them -----------------------------------
+
+CALLBACK = "/api/v1/voice/callback"
+
+
+def recordings(app) -> list[tuple[str, bool]]:
+    with app.app_context():
+        rows = db.session.execute(sa.select(Recording.recording_id, Recording.provisional)).all()
+        return sorted(tuple(row) for row in rows)
+
+
+def test_a_registration_takes_the_session_its_first_callback_got_to_first(app, client):
+    ringing, answered, final = fixture_call("recorded-call")
+    session_id = ringing["sessionId"]
+    client.post(CALLBACK, data=ringing)
+    assert recordings(app) == [(session_id, True)]
+
+    response = client.post(URL, json={"recording_id": "conf_1", "session_ids": [session_id]})
+    client.post(CALLBACK, data=answered)
+    client.post(CALLBACK, data=final)
+
+    assert response.status_code == 201
+    assert recordings(app) == [("conf_1", False)]
+    assert client.get(URL + "/" + session_id).status_code == 404
+    body = client.get(URL + "/conf_1").json
+    assert (body["status"], body["recording_url"]) == ("processing", final["recordingUrl"])
+    with app.app_context():
+        owners = db.session.execute(sa.select(StoredCallback.recording_pk).distinct()).scalars().all()
+        assert owners == [db.session.execute(sa.select(Recording.pk)).scalar_one()]
+
+
+def test_a_session_named_after_its_call_ended_brings_its_audio_and_the_recording_completes(
+    app, client, media
+):
+    calls = recorded_call(media)
+    for fields in calls:
+        client.post(CALLBACK, data=fields)
+
+    response = client.post(URL, json={"recording_id": "conf_1", "session_ids": [calls[0]["sessionId"]]})
+    ran = drain(app)
+
+    assert (response.status_code, response.json["status"]) == (201, "processing")
+    assert ran == 1
+    body = client.get(URL + "/conf_1").json
+    assert (body["status"], body["duration"]) == ("completed", 7)  # the MP3 media serves
+    assert recordings(app) == [("conf_1", False)]
+    with app.app_context():
+        assert replay().changed == []
+
+
+def test_registering_a_recording_named_as_its_session_keeps_and_names_it(app, client):
+    ringing = fixture_call("recorded-call")[0]
+    session_id = ringing["sessionId"]
+    client.post(CALLBACK, data=ringing)
+
+    named = client.post(URL, json={"recording_id": session_id, "session_ids": [session_id]})
+    other = client.post(URL, json={"recording_id": "conf_2", "session_ids": [session_id]})
+
+    assert (named.status_code, other.status_code) == (200, 409)
+    assert recordings(app) == [(session_id, False)]
+
+
+def test_a_live_call_of_a_registered_recording_dials_its_numbers_in_turn_when_sequential(client):
+    client.post(
+        URL,
+        json={
+            "recording_id": "conf_1",
+            "session_ids": ["ATVId_a"],
+            "dial": ["+254722000111", "+254733000222"],
+        },
+    )
+    together = client.post(CALLBACK, data={"isActive": "1", "sessionId": "ATVId_a"}).text
+    client.post(URL, json={"recording_id": "conf_1", "sequential": True})
+    in_turn = client.post(CALLBACK, data={"isActive": "1", "sessionId": "ATVId_a"}).text
+
+    assert '<Dial record="true" phoneNumbers="+254722000111,+254733000222" />' in together
+    assert 'phoneNumbers="+254722000111,+254733000222" sequential="true"' in in_turn

@@ -70,7 +70,13 @@ def seed_demo(count: int, now: datetime | None = None) -> int:
     now = (now or datetime.now(UTC)).replace(microsecond=0).timestamp()
     rng = random.Random(20240115)  # the same demo data every time
     before = count_recordings()
-    rows = itertools.chain([CONTRACT_EXAMPLE], (demo_row(number, now, rng) for number in range(count)))
+    rows = (
+        # The bulk insert writes every column: those the database would default are given here.
+        {"provisional": False, "dial_sequential": False, **row}
+        for row in itertools.chain(
+            [CONTRACT_EXAMPLE], (demo_row(number, now, rng) for number in range(count))
+        )
+    )
     _bulk_insert_ignoring_conflicts(Recording.__table__, rows, unique="recording_id")
     db.session.commit()
     return count_recordings() - before

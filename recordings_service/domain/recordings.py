@@ -5,7 +5,7 @@ import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 # A recording id is what clients put in a URL: short, ASCII, no slashes. AT session ids
 # (``ATVId_...``) fit, because a callback for an unknown session creates a recording named after it.
@@ -40,6 +40,15 @@ DURATION_MAX_SECONDS = 2**31 - 1
 # What Africa's Talking reports for a call that connected and ended normally.
 AT_SUCCESS = "Success"
 AT_NORMAL_CLEARING = "NORMAL_CLEARING"
+# A call the service started: AT's direction for it, and AT's status for a call it placed.
+OUTBOUND = "Outbound"
+AT_QUEUED = "Queued"
+# A callback of an outbound call that AT has not yet named to the service (its answer to the start is
+# still on its way) is matched to the call started this recently to its number, and no earlier one.
+STARTED_CALL_MATCH_WINDOW = timedelta(minutes=10)
+# The failure reasons of a start AT never answered (it may or may not have placed the call).
+AT_TIMEOUT = "at_timeout"
+AT_UNREACHABLE = "at_unreachable"
 # The failure reason the sweep gives a recording whose URL never came.
 URL_TIMEOUT = "recording_url_timeout"
 # Why a leg's audio could not be kept: its URL never served it, or what it served was not audio.
@@ -57,6 +66,11 @@ class CallReport:
     hangup_cause: str | None = None
     duration: int | None = None  # dialDurationInSeconds (the bridged, recorded leg) when present
     recording_url: str | None = None  # None when AT sent nothing or an empty string
+    direction: str | None = None  # Inbound, or Outbound for a call placed through AT's Voice API
+    # callerNumber and destinationNumber as AT sent them. AT's documentation puts the phone user's
+    # number in callerNumber and the AT number in destinationNumber; a call the service started is
+    # matched on either, so that the match does not hang on which is which.
+    numbers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,7 @@ class LegAudio:
 class Leg:
     """One AT call session of a recording: what its callbacks said, and what became of its audio."""
 
-    session_id: str
+    session_id: str | None  # None for a call the service started, until AT names it
     facts: CallFacts = CallFacts()
     audio: LegAudio | None = None  # None until the leg's recording URL came
 
@@ -202,6 +216,14 @@ def advance(current: RecordingState, legs: Iterable[Leg]) -> RecordingState:
     derived = derive(legs)
     # The same status may still learn more: another leg's duration, another leg's failure reason.
     return derived if _RANK[derived.status] >= _RANK[current.status] else current
+
+
+def start_refused(current: RecordingState, legs: Iterable[Leg], reason: str) -> RecordingState:
+    """AT placed none of the calls a start asked for (``reason``, AT's): the recording failed, unless
+    a call of it has been heard from already (then its calls decide, as ever)."""
+    if any(leg.facts.heard for leg in legs) or current.status is not Status.RECORDING:
+        return current
+    return replace(current, status=Status.FAILED, failure_reason=reason[:FAILURE_REASON_MAX_LENGTH])
 
 
 def awaits_url(legs: Iterable[Leg]) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -104,8 +105,16 @@ class Recording(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Numbers AT is told to dial (and record) when a call of this recording comes in.
+    # Numbers AT is told to dial (and record) when a call of this recording comes in: all at once, the
+    # first to answer bridged and recorded, or one after another (``dial_sequential``).
     dial: Mapped[list[str] | None] = mapped_column(JSON)
+    dial_sequential: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Made by a callback for a session nobody had named (named after it): the registration or call
+    # start that names the session later takes its sessions and callbacks, and this row goes.
+    provisional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Why Africa's Talking placed none of the calls this recording started (the start's verdict, which
+    # replay starts from, as live did).
+    start_failure: Mapped[str | None] = mapped_column(String(FAILURE_REASON_MAX_LENGTH))
     # The leg whose stored audio the recording shows (its primary leg), once stored.
     audio_session_id: Mapped[str | None] = mapped_column(String(RECORDING_ID_MAX_LENGTH))
     # When retention (AUDIO_RETENTION_DAYS) removed that audio: the recording stays, its audio_url goes.
@@ -131,12 +140,20 @@ class Recording(db.Model):
 
 class CallSession(db.Model):
     """One Africa's Talking call (``sessionId``) of a recording, a leg: what its callbacks said, and its
-    audio once fetched, verified and stored."""
+    audio once fetched, verified and stored.
+
+    A call the service starts is a leg before AT names it: ``number`` and ``direction`` set, no
+    ``session_id`` until AT's answer to the start (or the call's first callback) gives it."""
 
     __tablename__ = "voice_call_sessions"
 
     pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
-    session_id: Mapped[str] = mapped_column(String(RECORDING_ID_MAX_LENGTH), unique=True)
+    session_id: Mapped[str | None] = mapped_column(String(RECORDING_ID_MAX_LENGTH), unique=True)
+    # Calls the service started: the number called, Outbound, and AT's status for it (Queued...), null
+    # until AT's answer to the start has been read.
+    number: Mapped[str | None] = mapped_column(String(32), index=True)
+    direction: Mapped[str | None] = mapped_column(String(16))
+    at_status: Mapped[str | None] = mapped_column(String(64))
     recording_pk: Mapped[int] = mapped_column(
         ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True
     )
@@ -264,6 +281,24 @@ class Job(db.Model):
         # Workers look for due pending jobs, oldest first.
         Index("ix_jobs_state_run_at", "state", "run_at"),
     )
+
+
+class IdempotencyKey(db.Model):
+    """A call start's ``Idempotency-Key``: the request it came with (a hash) and, once given, the answer,
+    which a retry with the same key and body gets again instead of a second call."""
+
+    __tablename__ = "idempotency_keys"
+
+    pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request's JSON, canonical
+    recording_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True
+    )
+    response_status: Mapped[int | None] = mapped_column(Integer)  # null while the start is under way
+    response_body: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiKey(db.Model):

@@ -14,7 +14,7 @@ from ..persistence import queue
 from ..persistence.database import single_read, write_transaction
 from ..persistence.models import CallSession, JobKind, Recording
 from . import events
-from .registration import lock_recording, sessions_of
+from .locks import lock_recording, sessions_of
 
 
 def await_audio(call: CallSession, now: datetime) -> None:

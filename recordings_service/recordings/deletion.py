@@ -21,7 +21,7 @@ from ..persistence import queue
 from ..persistence.database import single_read, write_transaction
 from ..persistence.models import CallSession, Recording, StoredCallback
 from . import events, public
-from .registration import lock_recording, sessions_of
+from .locks import lock_recording, sessions_of
 
 log = logging.getLogger(__name__)
 

@@ -14,25 +14,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import delete, exists, select
 
 from ..domain.clock import utcnow
 from ..domain.recordings import (
-    URL_TIMEOUT,
-    CallFacts,
+    OUTBOUND,
+    STARTED_CALL_MATCH_WINDOW,
     CallReport,
     Leg,
-    RecordingState,
     Status,
     advance,
     time_out,
 )
 from ..extensions import db
-from ..integrations.africastalking.callbacks import parse_callback, redacted
-from ..persistence.database import single_read, write_transaction
+from ..integrations.africastalking.callbacks import redacted
+from ..persistence.database import insert_ignoring_conflicts, single_read, write_transaction
 from ..persistence.models import CallSession, Recording, StoredCallback
 from . import audio, events, public
-from .registration import bind_sessions, create_or_lock_recording, lock_recording, sessions_of
+from .locks import create_or_lock_recording, find_and_lock, lock_recording, sessions_of
+from .rebuild import rebuild
+from .registration import name_leg
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Ingested:
     duplicate: bool
     call_ended: bool
     dial: list[str] | None
+    sequential: bool = False
 
 
 def fields_digest(fields: Mapping[str, str]) -> str:
@@ -59,11 +61,12 @@ def ingest_callback(
     """Store ``fields`` and apply ``report`` (what they say) to its recording, in one transaction.
 
     An exact duplicate of a callback already taken for the session is stored, marked, and changes
-    nothing. A session never seen before gets a recording of its own, named after the session.
+    nothing. A session never seen before is the call the service started to its number, if it started
+    one whose session AT has not named yet; else it gets a provisional recording, named after it.
     """
     now = utcnow()
     with write_transaction() as session:
-        recording = _recording_for_session(report.session_id, now)
+        recording = _recording_for_session(report, now)
         if recording.deleted_at is not None:
             # A late callback of a deleted recording: kept, as every callback is, but redacted and inert.
             kept = redacted(fields)
@@ -80,7 +83,14 @@ def ingest_callback(
             call.facts = call.facts.learn(report)
             audio.await_audio(call, now)
             events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions]))
-        taken = Ingested(recording.recording_id, recording.status, duplicate, call.ended, recording.dial)
+        taken = Ingested(
+            recording.recording_id,
+            recording.status,
+            duplicate,
+            call.ended,
+            recording.dial,
+            recording.dial_sequential,
+        )
     return taken
 
 
@@ -97,17 +107,59 @@ def _stored(fields, digest, session_id, recording_pk, duplicate, remote_addr, no
     )
 
 
-def _recording_for_session(session_id: str, now: datetime) -> Recording:
-    recording_pk = db.session.execute(
-        select(CallSession.recording_pk).filter_by(session_id=session_id)
-    ).scalar_one_or_none()
-    if recording_pk is not None:
-        return lock_recording(pk=recording_pk)
-    recording, _ = create_or_lock_recording(session_id, now)
-    if bind_sessions(recording, [session_id], now):
-        # A registration bound the session to its recording in the meantime: that one it is.
-        return _recording_for_session(session_id, now)
-    return recording
+def _recording_for_session(report: CallReport, now: datetime) -> Recording:
+    """The recording the callback's session belongs to, locked: the one it is bound to; else the one
+    whose started call it is (AT's answer to the start not read yet); else a provisional one, named
+    after the session, that whoever names the session later adopts."""
+    session_id = report.session_id
+    while True:  # again whenever another transaction moved the session while this one waited
+        recording_pk = _owner(session_id)
+        if recording_pk is not None:
+            recording = find_and_lock(pk=recording_pk)
+            if recording is not None and _owner(session_id) == recording.pk:
+                return recording
+            continue
+        started = _started_call(report, now)
+        if started is not None:
+            leg_pk, recording_pk = started
+            recording = lock_recording(pk=recording_pk)
+            leg = db.session.get(CallSession, leg_pk, populate_existing=True)
+            if leg.session_id is None and name_leg(leg, session_id):
+                return recording
+            continue
+        recording, created = create_or_lock_recording(session_id, now, provisional=True)
+        row = {"session_id": session_id, "recording_pk": recording.pk, "created_at": now, "updated_at": now}
+        insert_ignoring_conflicts(db.session, CallSession.__table__, [row], unique=["session_id"])
+        if _owner(session_id) == recording.pk:
+            return recording
+        # Named meanwhile (a registration, a start): that recording it is, and none is left named after it.
+        if created:
+            db.session.execute(delete(Recording).where(Recording.pk == recording.pk))
+
+
+def _owner(session_id: str) -> int | None:
+    query = select(CallSession.recording_pk).filter_by(session_id=session_id)
+    return db.session.execute(query).scalar_one_or_none()
+
+
+def _started_call(report: CallReport, now: datetime) -> tuple[int, int] | None:
+    """The leg (and its recording) of the call the service started to one of the callback's numbers,
+    the oldest if several, that AT has not answered for yet; None if the callback is of no such call."""
+    if report.direction != OUTBOUND or not report.numbers:
+        return None
+    query = (
+        select(CallSession.pk, CallSession.recording_pk)
+        .where(
+            CallSession.session_id.is_(None),
+            CallSession.at_status.is_(None),
+            CallSession.direction == OUTBOUND,
+            CallSession.number.in_(report.numbers),
+            CallSession.created_at > now - STARTED_CALL_MATCH_WINDOW,
+        )
+        .order_by(CallSession.pk)
+        .limit(1)
+    )
+    return db.session.execute(query).tuples().first()
 
 
 def _seen(session_id: str, digest: str) -> bool:
@@ -143,47 +195,11 @@ def replay(batch_size: int = 500) -> ReplayReport:
         with write_transaction():
             for pk in pks[start : start + batch_size]:
                 recording = lock_recording(pk=pk)
-                if _rebuild(recording):
+                if rebuild(recording):
                     changed.append(recording.recording_id)
         # A replay may rewrite a completed recording, which processes cache.
         public.forget(changed)
     return ReplayReport(len(pks), changed)
-
-
-def _rebuild(recording: Recording) -> bool:
-    sessions = {call.session_id: call for call in sessions_of(recording)}
-    was = (recording.state, {session_id: call.leg for session_id, call in sessions.items()})
-    kept_audio = {session_id: call.audio for session_id, call in sessions.items()}
-    facts = {session_id: CallFacts() for session_id in sessions}
-
-    def legs() -> list[Leg]:
-        # Each leg's audio as the workers left it, from the moment its URL came, as live saw it.
-        return [
-            Leg(session_id, known, kept_audio[session_id] if known.recording_url else None)
-            for session_id, known in facts.items()
-        ]
-
-    state = RecordingState()
-    seen: set[tuple[str, str]] = set()
-    stored = select(StoredCallback).filter_by(recording_pk=recording.pk).order_by(StoredCallback.pk)
-    for callback in db.session.execute(stored).scalars():
-        key = (callback.session_id, callback.digest)
-        callback.duplicate = key in seen
-        seen.add(key)
-        if not callback.duplicate:
-            report = parse_callback(callback.fields)
-            facts[report.session_id] = facts[report.session_id].learn(report)
-            state = advance(state, legs())
-    now = utcnow()
-    for session_id, call in sessions.items():
-        call.facts = facts[session_id]
-        audio.await_audio(call, now)  # a URL with no audio nor job (a restored database, say) gets them
-    current = [call.leg for call in sessions.values()]
-    state = advance(state, current)
-    if recording.failure_reason == URL_TIMEOUT:
-        state = time_out(state, current)
-    events.set_state(recording, state)
-    return was != (state, {session_id: call.leg for session_id, call in sessions.items()})
 
 
 def sweep(older_than: timedelta) -> list[str]:

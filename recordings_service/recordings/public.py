@@ -275,7 +275,17 @@ class LegSchema(ma.Schema):
     """One AT call (session) of a recording, and its recording."""
 
     session_id = ma.fields.String(
-        required=True, metadata={"example": "ATVId_5f1c2e9a7b3d4c60a1e2f3b4c5d6e7f8"}
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "AT's sessionId; null for a call the service started that AT has not named",
+            "example": "ATVId_5f1c2e9a7b3d4c60a1e2f3b4c5d6e7f8",
+        },
+    )
+    number = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The number called, for a call the service started"},
     )
     primary = ma.fields.Boolean(
         required=True, metadata={"description": "Whether the lookup shows this leg's audio"}
@@ -357,6 +367,7 @@ def _leg(row: Row, base: str) -> dict:
         }
     return {
         "session_id": row.session_id,
+        "number": row.number,
         "primary": row.session_id == row.audio_session_id,
         "ended": row.ended,
         "duration": row.duration,

@@ -1,16 +1,23 @@
-"""Registering recordings and binding Africa's Talking sessions to them, under the recording's lock."""
+"""Registering recordings and binding Africa's Talking sessions to them, under the recording's lock.
 
-import uuid
+A session that a callback got to first belongs to a provisional recording, named after it. Whoever
+names the session later (a registration, a call start) adopts it: the session, its stored callbacks and
+its audio move to the named recording, which is rebuilt from them, and the provisional recording goes.
+Locks are taken in one order: the named recording, then the provisional ones by key.
+"""
+
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..domain.clock import utcnow
-from ..domain.recordings import Status
 from ..extensions import db
 from ..persistence.database import insert_ignoring_conflicts, write_transaction
-from ..persistence.models import CallSession, Recording
+from ..persistence.models import CallSession, Job, Recording, StoredCallback
 from . import public
+from .locks import create_or_lock_recording, find_and_lock, new_recording_id
+from .rebuild import rebuild
 
 
 class RecordingDeleted(Exception):
@@ -25,52 +32,78 @@ class SessionConflict(Exception):
         self.session_ids = session_ids
 
 
-def new_recording_id() -> str:
-    return f"conf_{uuid.uuid4().hex}"
-
-
-def lock_recording(**where) -> Recording:
-    """Return the recording matching ``where``, its row locked until commit (PostgreSQL; SQLite
-    transactions that write are serialised by BEGIN IMMEDIATE)."""
-    query = select(Recording).filter_by(**where).with_for_update().execution_options(populate_existing=True)
-    return db.session.execute(query).scalar_one()
-
-
-def create_or_lock_recording(
-    recording_id: str, now: datetime, dial: list[str] | None = None
-) -> tuple[Recording, bool]:
-    """Return the recording ``recording_id``, created in status ``recording`` if new, row locked,
-    and whether it was created. Two requests creating the same id at once get the same row."""
-    row = {
-        "recording_id": recording_id,
-        "status": Status.RECORDING,
-        "created_at": now,
-        "updated_at": now,
-        "dial": dial,
-    }
-    created = insert_ignoring_conflicts(db.session, Recording.__table__, [row], unique=["recording_id"]) == 1
-    return lock_recording(recording_id=recording_id), created
-
-
 def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -> list[str]:
-    """Bind AT ``session_ids`` to ``recording``; return those bound to another recording already.
+    """Bind AT ``session_ids`` to ``recording``, adopting those a provisional recording holds; return
+    those bound to another named recording (then nothing is adopted: the caller gives up).
 
     Sessions are inserted in sorted order, so two transactions naming the same sessions wait for each
     other in the same order instead of each holding one the other needs (a deadlock on PostgreSQL).
     """
     if not session_ids:
         return []
+    wanted = sorted(set(session_ids))
     rows = [
         {"session_id": sid, "recording_pk": recording.pk, "created_at": now, "updated_at": now}
-        for sid in sorted(set(session_ids))
+        for sid in wanted
     ]
     insert_ignoring_conflicts(db.session, CallSession.__table__, rows, unique=["session_id"])
-    bound = db.session.execute(
-        select(CallSession.session_id, CallSession.recording_pk).where(
-            CallSession.session_id.in_(session_ids)
-        )
+    while True:
+        owners = owners_of(wanted, recording)
+        named = sorted(sid for sid, (_, provisional) in owners.items() if not provisional)
+        if named:
+            return named
+        if not owners or adopt(recording, sorted({pk for pk, _ in owners.values()})):
+            return []
+        # A provisional owner was adopted by another, or named, while this waited for it: look again.
+
+
+def owners_of(session_ids: list[str], recording: Recording) -> dict[str, tuple[int, bool]]:
+    """The sessions among ``session_ids`` that another recording holds: its key, and whether it is
+    provisional."""
+    query = (
+        select(CallSession.session_id, Recording.pk, Recording.provisional)
+        .join(Recording, Recording.pk == CallSession.recording_pk)
+        .where(CallSession.session_id.in_(session_ids), Recording.pk != recording.pk)
     )
-    return sorted(sid for sid, recording_pk in bound if recording_pk != recording.pk)
+    return {sid: (pk, provisional) for sid, pk, provisional in db.session.execute(query)}
+
+
+def adopt(recording: Recording, provisional_pks: list[int]) -> bool:
+    """Move everything of the provisional recordings ``provisional_pks`` (sorted) to ``recording``
+    (locked), remove them and rebuild ``recording``. False, changing nothing, when one of them is no
+    longer a provisional recording once locked."""
+    provisionals = [find_and_lock(pk=pk) for pk in provisional_pks]
+    if any(found is None or not found.provisional for found in provisionals):
+        return False
+    moved = CallSession.recording_pk.in_(provisional_pks)
+    db.session.execute(update(CallSession).where(moved).values(recording_pk=recording.pk))
+    db.session.execute(
+        update(StoredCallback)
+        .where(StoredCallback.recording_pk.in_(provisional_pks))
+        .values(recording_pk=recording.pk)
+    )
+    # A leg's audio jobs go with it; the provisional recordings' webhook events go with them.
+    db.session.execute(
+        update(Job)
+        .where(Job.recording_pk.in_(provisional_pks), Job.session_pk.is_not(None))
+        .values(recording_pk=recording.pk)
+    )
+    db.session.execute(delete(Recording).where(Recording.pk.in_(provisional_pks)))
+    public.forget(found.recording_id for found in provisionals)
+    rebuild(recording)
+    return True
+
+
+def name_leg(leg: CallSession, session_id: str) -> bool:
+    """Give ``leg``, a call the recording started that AT has not named, its session id; False, leaving
+    it unnamed, when another leg holds that session (bound by another transaction meanwhile)."""
+    try:
+        with db.session.begin_nested():
+            leg.session_id = session_id
+            db.session.flush()
+    except IntegrityError:
+        return False
+    return True
 
 
 def register_recording(
@@ -78,20 +111,24 @@ def register_recording(
     session_ids: list[str],
     dial: list[str] | None,
     status_callback_url: str | None = None,
+    sequential: bool | None = None,
 ) -> tuple[public.Rendered, bool]:
     """Create the recording (or find it, adding sessions) and commit; return it as clients see it and
     whether it is new.
 
-    Raises ``SessionConflict``, changing nothing, when a session belongs to another recording, and
-    ``RecordingDeleted`` for the id of a deleted recording.
+    Raises ``SessionConflict``, changing nothing, when a session belongs to another named recording,
+    and ``RecordingDeleted`` for the id of a deleted recording.
     """
     now = utcnow()
     with write_transaction() as session:
         recording, created = create_or_lock_recording(recording_id or new_recording_id(), now, dial)
         if recording.deleted_at is not None:
             raise RecordingDeleted(recording.recording_id)
+        recording.provisional = False  # named now, by whoever registers it
         if dial is not None:
             recording.dial = dial
+        if sequential is not None:
+            recording.dial_sequential = sequential
         if status_callback_url is not None:
             recording.status_callback_url = status_callback_url
         conflicts = bind_sessions(recording, session_ids, now)
@@ -100,9 +137,3 @@ def register_recording(
         session.flush()
         rendered = public.render(recording)
     return rendered, created
-
-
-def sessions_of(recording: Recording) -> list[CallSession]:
-    """The recording's legs (its AT sessions), in the order they were bound."""
-    query = select(CallSession).filter_by(recording_pk=recording.pk).order_by(CallSession.pk)
-    return list(db.session.execute(query).scalars())

@@ -120,4 +120,4 @@ def receive_callback(report: CallReport):
     numbers = [] if taken.call_ended else taken.dial or current_app.config["VOICE_DIAL_NUMBERS"]
     if not numbers and not taken.call_ended:
         log.warning("no numbers to dial for recording %s: set VOICE_DIAL_NUMBERS", taken.recording_id)
-    return Response(actions_xml(numbers), mimetype="application/xml")
+    return Response(actions_xml(numbers, taken.sequential), mimetype="application/xml")

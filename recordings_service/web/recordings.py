@@ -22,7 +22,7 @@ from .waiting import Full
 
 log = logging.getLogger(__name__)
 
-blp = Blueprint("voice", __name__, url_prefix="/api/v1/voice", description="Recordings of conference calls")
+blp = Blueprint("voice", __name__, url_prefix="/api/v1/voice", description="Recordings of calls")
 
 NOT_FOUND = "Recording not found"
 QUERY_FAILED = "Failed to query recording status"
@@ -135,12 +135,16 @@ def requested_wait(prefer: str | None, most: int) -> int | None:
 @blp.arguments(RegistrationSchema)
 @blp.response(201, RecordingSchema, description="Created")
 @blp.alt_response(200, schema=RecordingSchema, description="Known already; new sessions added")
-@blp.alt_response(409, schema=ErrorSchema, description="A session belongs to another recording")
+@blp.alt_response(409, schema=ErrorSchema, description="A session belongs to another named recording")
 @blp.alt_response(415, schema=ErrorSchema, description="The body is not JSON")
 @blp.alt_response(422, schema=ErrorSchema, description="Invalid fields, each named")
 @on_database_error("Failed to register recording")
 def register(registration: dict):
-    """Register a recording and the AT calls (sessions) that make it up."""
+    """Register a recording and the AT calls (sessions) that make it up.
+
+    A session that AT called back about before it was registered is taken, with its callbacks, from the
+    provisional recording its first callback made (which then goes away).
+    """
     if not request.is_json:
         # Without this, a form or an empty body would register a recording with a made-up id.
         abort(415, message="The body must be JSON (Content-Type: application/json)")
@@ -152,7 +156,11 @@ def register(registration: dict):
             abort(422, message=f"Invalid request: status_callback_url: {refusal}")
     try:
         rendered, created = register_recording(
-            registration.get("recording_id"), registration["session_ids"], registration.get("dial"), url
+            registration.get("recording_id"),
+            registration["session_ids"],
+            registration.get("dial"),
+            url,
+            registration.get("sequential"),
         )
     except SessionConflict as conflict:
         abort(409, message=f"Sessions {str(conflict)}")

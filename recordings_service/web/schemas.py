@@ -80,22 +80,24 @@ class RecordingPageSchema(ma.Schema):
     next_cursor = Cursor(required=True, allow_none=True, metadata={"type": "string", "nullable": True})
 
 
-class RegistrationSchema(ma.Schema):
-    """Register a recording and the Africa's Talking calls (sessions) that make it up."""
+class RecordedCallsSchema(ma.Schema):
+    """How a recording's calls are put through and who is told of it: what registration and call start share."""
 
     recording_id = ma.fields.String(
         validate=validate_recording_id, metadata={"example": "conf_1234567890", **RECORDING_ID_DOC}
     )
-    session_ids = ma.fields.List(
-        ma.fields.String(validate=validate_recording_id, metadata=RECORDING_ID_DOC),
-        load_default=list,
-        validate=ma.validate.Length(max=50),
-        metadata={"description": "AT sessionIds of the conference's calls", "example": ["ATVId_5f1c2e9a"]},
-    )
     dial = ma.fields.List(
         ma.fields.String(validate=validate_phone_number, metadata=PHONE_NUMBER_DOC),
         validate=ma.validate.Length(min=1, max=20),
-        metadata={"description": "Numbers AT dials, recording, when a call of this recording comes in"},
+        metadata={
+            "description": "The numbers each answered call of this recording is put through to, recorded "
+            "(AT's Dial): AT rings them all at once (one after another with `sequential`), bridges the first "
+            "to answer and records that conversation; the others end with LOSE_RACE. Not a conference: AT "
+            "has none. Without it, VOICE_DIAL_NUMBERS"
+        },
+    )
+    sequential = ma.fields.Boolean(
+        metadata={"description": "Ring the `dial` numbers one after another instead of all at once"}
     )
     status_callback_url = ma.fields.Url(
         schemes={"http", "https"},
@@ -107,6 +109,64 @@ class RegistrationSchema(ma.Schema):
             "example": "https://client.example/hooks/recordings",
         },
     )
+
+
+class RegistrationSchema(RecordedCallsSchema):
+    """Register a recording and the Africa's Talking calls (sessions) that make it up."""
+
+    session_ids = ma.fields.List(
+        ma.fields.String(validate=validate_recording_id, metadata=RECORDING_ID_DOC),
+        load_default=list,
+        validate=ma.validate.Length(max=50),
+        metadata={
+            "description": "AT sessionIds of the recording's calls (one per participant's call); a session a "
+            "callback got to first is taken from the provisional recording it made",
+            "example": ["ATVId_5f1c2e9a"],
+        },
+    )
+
+
+class CallStartSchema(RecordedCallsSchema):
+    """Start recorded calls through Africa's Talking: AT calls each of ``to``; each answered call is put
+    through to ``dial`` and recorded."""
+
+    to = ma.fields.List(
+        ma.fields.String(validate=validate_phone_number, metadata=PHONE_NUMBER_DOC),
+        required=True,
+        validate=ma.validate.Length(min=1, max=20),
+        metadata={"description": "The numbers AT calls, one call (one leg of the recording) each"},
+    )
+    from_number = ma.fields.String(
+        data_key="from",
+        validate=validate_phone_number,
+        metadata={
+            **PHONE_NUMBER_DOC,
+            "description": "The AT number calls come from (default AT_VOICE_NUMBER)",
+        },
+    )
+
+    @ma.validates("to")
+    def different_numbers(self, value: list[str], **kwargs) -> None:
+        if len(set(value)) != len(value):
+            raise ma.ValidationError("Each number once.")
+
+
+class StartedLegSchema(ma.Schema):
+    """One number AT was asked to call: its status as AT answered, and the call's session."""
+
+    number = ma.fields.String(required=True, metadata={"example": "+254711082111"})
+    status = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "AT's: Queued when the call was placed", "example": "Queued"},
+    )
+    session_id = ma.fields.String(required=True, allow_none=True, metadata={"example": "ATVId_5f1c2e9a"})
+
+
+class CallStartedSchema(RecordingSchema):
+    """The recording the calls make up, as the lookup shows it, and each call started."""
+
+    legs = ma.fields.List(ma.fields.Nested(StartedLegSchema), required=True)
 
 
 class DeliverySchema(ma.Schema):

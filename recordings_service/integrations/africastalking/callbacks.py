@@ -42,6 +42,10 @@ class CallbackSchema(ma.Schema):
     duration = ma.fields.Integer(data_key="durationInSeconds", load_default=None, validate=_DURATION)
     dial_duration = ma.fields.Integer(data_key="dialDurationInSeconds", load_default=None, validate=_DURATION)
     recording_url = ma.fields.String(data_key="recordingUrl", load_default=None, validate=_http_url_or_empty)
+    # Matched against the calls the service started, whose first callback may come before AT's answer.
+    direction = ma.fields.String(load_default=None)
+    caller_number = ma.fields.String(data_key="callerNumber", load_default=None)
+    destination_number = ma.fields.String(data_key="destinationNumber", load_default=None)
 
     @ma.pre_load
     def blank_numbers_are_absent(self, data, **kwargs):
@@ -58,6 +62,8 @@ class CallbackSchema(ma.Schema):
             # The bridged leg is what Dial recorded; the whole call includes ringing.
             duration=data["dial_duration"] if data["dial_duration"] is not None else data["duration"],
             recording_url=data["recording_url"] or None,
+            direction=data["direction"] or None,
+            numbers=tuple(n for n in (data["caller_number"], data["destination_number"]) if n),
         )
 
 
@@ -69,11 +75,18 @@ def parse_callback(fields: Mapping[str, str]) -> CallReport:
     return _schema.load(fields)
 
 
-def actions_xml(dial: list[str]) -> str:
-    """Return AT's XML answer: dial ``dial`` and record the call, or no action when empty."""
+def actions_xml(dial: list[str], sequential: bool = False) -> str:
+    """Return AT's XML answer: dial ``dial`` and record the call, or no action when empty.
+
+    AT rings the numbers all at once (or one after another, ``sequential``) and bridges the first to
+    answer, which is what is recorded; the others end with LOSE_RACE. It is not a conference.
+    """
     root = Element("Response")
     if dial:
-        SubElement(root, "Dial", record="true", phoneNumbers=",".join(dial))
+        attributes = {"record": "true", "phoneNumbers": ",".join(dial)}
+        if sequential and len(dial) > 1:
+            attributes["sequential"] = "true"
+        SubElement(root, "Dial", attributes)
     return '<?xml version="1.0" encoding="UTF-8"?>' + tostring(root, encoding="unicode")
 
 
