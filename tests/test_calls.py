@@ -4,13 +4,15 @@ API, here a fake one on loopback (testkit/fake_at.py)."""
 import json
 import logging
 import threading
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from recordings_service.domain.clock import utcnow
 from recordings_service.extensions import db
 from recordings_service.logs import RedactSecrets, keep_secret
-from recordings_service.persistence.models import CallSession, Recording
+from recordings_service.persistence.models import CallSession, IdempotencyKey, Recording
 from recordings_service.recordings.lifecycle import replay
 from tests.support import drain
 
@@ -215,6 +217,31 @@ def test_a_retry_while_the_first_request_waits_for_at_is_409(at_app, fake_at):
     assert (during.status_code, during.headers["Retry-After"]) == (409, "1")
     assert answers["first"].status_code == after.status_code == 504
     assert len(fake_at.requests) == 1
+
+
+def test_a_key_whose_first_start_died_before_at_answered_is_told_so_and_rings_nobody(at_app, fake_at):
+    """The process asking AT died (no answer recorded): past the wait a live start could take, a retry
+    is answered, for good, that the outcome is unknown; AT is not asked again."""
+    fake_at.hang = True
+    key = {"Idempotency-Key": "k-died"}
+    first = threading.Thread(target=lambda: at_app.test_client().post(CALLS, json={"to": [A]}, headers=key))
+    first.start()
+    while not fake_at.requests:
+        threading.Event().wait(0.01)
+    first.join()  # its 504 was recorded: undo that, as if the process had died before recording it
+    with at_app.app_context():
+        long_ago = utcnow() - timedelta(hours=1)
+        db.session.execute(
+            sa.update(IdempotencyKey).values(response_status=None, response_body=None, created_at=long_ago)
+        )
+        db.session.commit()
+    fake_at.hang = False
+
+    retried = [at_app.test_client().post(CALLS, json={"to": [A]}, headers=key) for _ in range(2)]
+
+    assert [answer.status_code for answer in retried] == [502, 502]
+    assert "not known" in retried[0].json["detail"] and retried[0].json == retried[1].json
+    assert len(fake_at.requests) == 1  # only the first start asked AT
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,9 @@ the same key and body gets it again, and AT is not asked twice.
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import select
 
 from ..domain.clock import utcnow
@@ -90,7 +91,7 @@ def _prepare(
         if key is not None:
             kept, created = _claim(key, request_hash, now)
             if not created:
-                return _kept_answer(kept, request_hash)
+                return _kept_answer(kept, request_hash, now)
         recording, _ = create_or_lock_recording(start.recording_id or new_recording_id(), now, start.dial)
         if recording.deleted_at is not None:
             raise RecordingDeleted(recording.recording_id)
@@ -125,13 +126,36 @@ def _claim(key: str, request_hash: str, now: datetime) -> tuple[IdempotencyKey, 
     return db.session.execute(query).scalar_one(), created
 
 
-def _kept_answer(kept: IdempotencyKey, request_hash: str) -> Answer:
+def _kept_answer(kept: IdempotencyKey, request_hash: str, now: datetime) -> Answer:
     if kept.request_hash != request_hash:
         raise KeyReused(kept.key)
     if kept.response_status is None:
-        raise StartInProgress(kept.key)
+        if now - kept.created_at < _given_up_after():
+            raise StartInProgress(kept.key)
+        return _interrupted(kept, now)
     recording = db.session.get(Recording, kept.recording_pk) if kept.recording_pk else None
     return Answer(kept.response_status, kept.response_body, recording.recording_id if recording else None)
+
+
+def _given_up_after() -> timedelta:
+    """How long a start may wait for AT's answer before the process asking is taken to have died."""
+    return timedelta(seconds=4 * current_app.config["AT_VOICE_TIMEOUT_SECONDS"] + 60)
+
+
+def _interrupted(kept: IdempotencyKey, now: datetime) -> Answer:
+    """The answer, kept from now on, for a key whose first request never recorded AT's answer (its
+    process died while AT was asked): whether AT placed the calls cannot be known, and asking again
+    could ring everyone twice, so nobody is called and the client is told so."""
+    recording = db.session.get(Recording, kept.recording_pk) if kept.recording_pk else None
+    named = f" (recording {recording.recording_id})" if recording else ""
+    detail = (
+        "The first request with this Idempotency-Key stopped before Africa's Talking's answer was recorded:"
+        f" whether the calls were placed is not known{named}; a call that was placed still shows in the"
+        " recording when it is heard from. Nobody was called again; use a new key to start anew."
+    )
+    kept.response_status, kept.response_body, kept.completed_at = 502, {"detail": detail}, now
+    log.warning("Idempotency-Key %s: its first start never recorded AT's answer%s", kept.key, named)
+    return Answer(502, kept.response_body, recording.recording_id if recording else None)
 
 
 def _record(
