@@ -1,5 +1,6 @@
 """POST /api/v1/voice/recordings: registering a recording and its AT sessions."""
 
+import pytest
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
@@ -105,4 +106,41 @@ def test_a_body_that_is_not_json_is_refused(app, client):
 
     assert (not_json.status_code, broken.status_code) == (415, 400)
     assert not_json.json["detail"] and broken.json["detail"]
+    assert count(app, Recording) == 0
+
+
+def test_a_body_nested_20000_deep_is_400_not_a_500(app, client):
+    deep = '{"session_ids": ' + "[" * 20_000 + "]" * 20_000 + "}"
+
+    response = client.post(URL, data=deep, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json == {"detail": "Invalid JSON body: nested too deeply"}
+    assert count(app, Recording) == 0
+
+
+def test_a_number_of_5000_digits_is_400_not_a_500(app, client):
+    response = client.post(URL, data='{"recording_id": ' + "9" * 5000 + "}", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json == {"detail": "Invalid JSON body: a number has too many digits"}
+    assert count(app, Recording) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"recording_id": "conf_\x00"}, "recording_id"),
+        ({"session_ids": ["ATVId_\x00"]}, "session_ids.0"),
+        ({"recording_id": 2**63}, "recording_id"),
+        ({"session_ids": [2**64]}, "session_ids.0"),
+        ({"dial": ["+2547" + "1" * 200]}, "dial.0"),
+        ({"status_callback_url": "https://a.example/" + "x" * 3000}, "status_callback_url"),
+    ],
+)
+def test_odd_values_are_422_naming_the_field(app, client, body, field):
+    response = client.post(URL, json=body)
+
+    assert response.status_code == 422
+    assert field in response.json["detail"]
     assert count(app, Recording) == 0
