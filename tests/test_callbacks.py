@@ -336,3 +336,67 @@ def test_a_body_that_is_not_utf8_is_refused(app, client, body):
     assert response.status_code == 400
     assert response.json == {"detail": "A callback must be UTF-8"}
     assert stored(app) == []
+
+
+# --- Odd values: stored whole, or refused naming the field; never a 500 ---------------------------
+
+
+@pytest.mark.parametrize("field", ["hangupCause", "status"])
+@pytest.mark.parametrize("length", [129, 5000])
+def test_a_long_cause_or_status_is_stored_whole_and_cut_to_fit_the_recording(app, client, field, length):
+    text = ("Ünïcode ✓ 'quoted' " * 300)[:length]
+    fields = {**UNANSWERED[-1], "hangupCause": "", "status": "", field: text}
+
+    response = client.post(CALLBACK, data=fields)
+
+    assert response.status_code == 200
+    [row] = stored(app)
+    assert row.fields == fields  # the raw callback keeps every character
+    body = client.get(LOOKUP + UNANSWERED_ID).json
+    assert (body["status"], body["failure_reason"]) == ("failed", text[:128])
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({**UNANSWERED[-1], "status": "Fail\x00ed"}, "status"),
+        ({**UNANSWERED[-1], "hangupCause": "\x00"}, "hangupCause"),
+        ({**UNANSWERED[-1], "note\x00": "x"}, "note"),
+        ({**RECORDED[-1], "durationInSeconds": str(2**31)}, "durationInSeconds"),
+        ({**RECORDED[-1], "durationInSeconds": str(2**63)}, "durationInSeconds"),
+        ({**RECORDED[-1], "dialDurationInSeconds": str(2**64)}, "dialDurationInSeconds"),
+        ({**RECORDED[-1], "durationInSeconds": "9" * 5000}, "durationInSeconds"),
+        ({**RECORDED[-1], "durationInSeconds": "٣"}, "durationInSeconds"),
+        ({**RECORDED[-1], "durationInSeconds": "5_000"}, "durationInSeconds"),
+        ({**RECORDED[-1], "dialDurationInSeconds": " 5"}, "dialDurationInSeconds"),
+        ({**RECORDED[-1], "recordingUrl": "https://" + "x" * 5000}, "recordingUrl"),
+    ],
+    ids=[
+        "nul-status",
+        "nul-cause",
+        "nul-key",
+        "2^31",
+        "2^63",
+        "2^64",
+        "5000-digits",
+        "arabic-digit",
+        "underscore",
+        "space",
+        "long-url",
+    ],
+)
+def test_odd_values_are_400_naming_the_field_and_change_nothing(app, client, fields, named):
+    response = client.post(CALLBACK, data=fields)
+
+    assert response.status_code == 400
+    assert named in response.json["detail"]
+    assert stored(app) == []
+
+
+def test_the_longest_duration_a_column_holds_is_taken(app, client):
+    fields = {**NO_URL[-1], "durationInSeconds": str(2**31 - 1), "dialDurationInSeconds": str(2**31 - 1)}
+
+    assert client.post(CALLBACK, data=fields).status_code == 200
+
+    assert outcome(client, NO_URL_ID)["duration"] == 2**31 - 1
+    assert stored(app)[0].fields == fields

@@ -21,6 +21,16 @@ def _http_url_or_empty(value: str) -> None:
 _DURATION = ma.validate.Range(min=0, max=DURATION_MAX_SECONDS)
 
 
+class Seconds(ma.fields.Integer):
+    """A whole number of seconds as AT writes it: ASCII digits only. (Python's ``int`` also reads
+    "+5", " 5", "5_000" and other scripts' digits, "٣"; AT sends none of them, so none is guessed at.)"""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class CallbackSchema(ma.Schema):
     """The fields of an Africa's Talking voice callback that decide a recording's status.
 
@@ -39,8 +49,8 @@ class CallbackSchema(ma.Schema):
     )
     call_status = ma.fields.String(data_key="status", load_default=None)
     hangup_cause = ma.fields.String(data_key="hangupCause", load_default=None)
-    duration = ma.fields.Integer(data_key="durationInSeconds", load_default=None, validate=_DURATION)
-    dial_duration = ma.fields.Integer(data_key="dialDurationInSeconds", load_default=None, validate=_DURATION)
+    duration = Seconds(data_key="durationInSeconds", load_default=None, validate=_DURATION)
+    dial_duration = Seconds(data_key="dialDurationInSeconds", load_default=None, validate=_DURATION)
     recording_url = ma.fields.String(data_key="recordingUrl", load_default=None, validate=_http_url_or_empty)
 
     @ma.pre_load
