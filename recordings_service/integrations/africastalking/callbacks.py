@@ -9,7 +9,7 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 import marshmallow as ma
 
 from ...domain.recordings import DURATION_MAX_SECONDS, CallReport
-from ...fields import RECORDING_ID_DOC, validate_recording_id
+from ...fields import RECORDING_ID_DOC, WholeNumber, validate_recording_id
 
 
 def _http_url_or_empty(value: str) -> None:
@@ -19,16 +19,6 @@ def _http_url_or_empty(value: str) -> None:
 
 
 _DURATION = ma.validate.Range(min=0, max=DURATION_MAX_SECONDS)
-
-
-class Seconds(ma.fields.Integer):
-    """A whole number of seconds as AT writes it: ASCII digits only. (Python's ``int`` also reads
-    "+5", " 5", "5_000" and other scripts' digits, "٣"; AT sends none of them, so none is guessed at.)"""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class CallbackSchema(ma.Schema):
@@ -49,8 +39,8 @@ class CallbackSchema(ma.Schema):
     )
     call_status = ma.fields.String(data_key="status", load_default=None)
     hangup_cause = ma.fields.String(data_key="hangupCause", load_default=None)
-    duration = Seconds(data_key="durationInSeconds", load_default=None, validate=_DURATION)
-    dial_duration = Seconds(data_key="dialDurationInSeconds", load_default=None, validate=_DURATION)
+    duration = WholeNumber(data_key="durationInSeconds", load_default=None, validate=_DURATION)
+    dial_duration = WholeNumber(data_key="dialDurationInSeconds", load_default=None, validate=_DURATION)
     recording_url = ma.fields.String(data_key="recordingUrl", load_default=None, validate=_http_url_or_empty)
 
     @ma.pre_load
