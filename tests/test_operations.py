@@ -3,13 +3,18 @@
 import io
 import json
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
 
+from recordings_service import create_app
 from recordings_service.extensions import db
 from recordings_service.logs import RequestIdFilter, json_formatter
+from testkit.config import config_for
 from testkit.servers import gunicorn, http, post_callback
+from testkit.silent import SilentServer
 from tests.support import fixture_call
 
 RECORDED = fixture_call("recorded-call")
@@ -147,3 +152,47 @@ def test_metrics_add_up_across_gunicorn_workers(database):
     assert float(line.split()[-1]) >= 30
     # Read from every worker's files (multiprocess mode), not from the one process that answered.
     assert "python_info" not in text
+
+
+# --- A database that accepts connections and never answers ---------------------------------------
+
+
+@pytest.fixture
+def silent_database():
+    with SilentServer() as server:
+        yield server
+
+
+def test_a_lookup_on_a_database_that_never_answers_ends_in_a_json_error_within_the_connect_timeout(
+    silent_database,
+):
+    timeout = 2
+    app = create_app(config_for(silent_database.postgresql_url, DB_CONNECT_TIMEOUT=timeout))
+
+    started = time.monotonic()
+    response = app.test_client().get("/api/v1/voice/recordings/conf_1")
+    took = time.monotonic() - started
+
+    assert silent_database.accepted  # it did connect: the database hung, it did not refuse
+    assert response.status_code in (500, 503)
+    assert response.json == {"detail": "Failed to query recording status"}
+    # Bounded by the configured timeout (with room for a retry and a loaded machine), not hung.
+    assert took < 3 * timeout + 5
+
+
+@pytest.mark.slow
+def test_healthz_answers_at_once_while_the_database_hangs(silent_database):
+    timeout = 5
+    with gunicorn(silent_database.postgresql_url, workers=1, DB_CONNECT_TIMEOUT=str(timeout)) as base:
+        with ThreadPoolExecutor(4) as pool:
+            hanging = [pool.submit(http, "GET", f"{base}/api/v1/voice/recordings/conf_{n}") for n in range(3)]
+            time.sleep(0.5)  # the lookups are now waiting on the database
+            started = time.monotonic()
+            health = http("GET", base + "/healthz", timeout=timeout)
+            took = time.monotonic() - started
+            lookups = [future.result(timeout=3 * timeout + 10) for future in hanging]
+
+    assert health[0] == 200 and json.loads(health[2]) == {"status": "ok"}
+    assert took < 1, took
+    for status, _headers, body in lookups:
+        assert status in (500, 503) and json.loads(body)["detail"]
