@@ -1,17 +1,21 @@
 """What operators rely on: probes, request ids, JSON logs, metrics."""
 
+import contextlib
 import io
 import json
 import logging
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import flask_migrate
 import pytest
 import sqlalchemy as sa
 
 from recordings_service import create_app
 from recordings_service.extensions import db
 from recordings_service.logs import RequestIdFilter, json_formatter
+from recordings_service.persistence.models import Recording
 from testkit.config import config_for
 from testkit.servers import gunicorn, http, post_callback
 from testkit.silent import SilentServer
@@ -35,13 +39,15 @@ def test_readyz_is_ready_at_the_migrations_head(client):
 
 def test_readyz_is_503_when_the_schema_is_behind(app, client):
     with app.app_context():
+        head = db.session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
         db.session.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
         db.session.commit()
     try:
         response = client.get("/readyz")
     finally:
         with app.app_context():
-            db.session.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
+            # Back to where it was (the database is the whole run's): later readiness checks need it.
+            db.session.execute(sa.text("UPDATE alembic_version SET version_num = :head"), {"head": head})
             db.session.commit()
 
     assert response.status_code == 503
@@ -196,3 +202,43 @@ def test_healthz_answers_at_once_while_the_database_hangs(silent_database):
     assert took < 1, took
     for status, _headers, body in lookups:
         assert status in (500, 503) and json.loads(body)["detail"]
+
+
+# --- /readyz: a database it cannot write to ------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_sqlite(tmp_path):
+    """The URL of a migrated SQLite database holding conf_1, opened read-only (``mode=ro``: the file
+    itself could be written, so the test does not depend on who runs it; root ignores chmod)."""
+    path = tmp_path / "recordings.db"
+    writable = create_app(config_for(f"sqlite:///{path}"))
+    with writable.app_context():
+        flask_migrate.upgrade()
+        db.session.add(Recording(recording_id="conf_1", status="recording"))
+        db.session.commit()
+        db.engine.dispose()
+    # Out of WAL mode, as a read-only file is kept: a WAL reader must write the -shm file.
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA journal_mode=DELETE")
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+def test_readyz_is_503_on_a_database_it_cannot_write_while_lookups_work(read_only_sqlite):
+    client = create_app(config_for(read_only_sqlite)).test_client()
+
+    ready = client.get("/readyz")
+    lookup = client.get("/api/v1/voice/recordings/conf_1")
+
+    assert ready.status_code == 503
+    assert ready.json == {"detail": "Database does not take writes (read-only)"}
+    assert lookup.status_code == 200 and lookup.json["status"] == "recording"
+    # And a write is refused as a JSON 500, not taken.
+    refused = client.post("/api/v1/voice/recordings", json={"recording_id": "conf_2"})
+    assert refused.status_code == 500 and refused.json == {"detail": "Failed to register recording"}
+
+
+def test_readyz_is_200_on_a_writable_database(client):
+    response = client.get("/readyz")
+
+    assert (response.status_code, response.json) == (200, {"status": "ready"})

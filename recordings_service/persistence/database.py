@@ -4,6 +4,7 @@ connections checked cheaply) and the two ways statements run: one read, or one w
 import functools
 import logging
 import select
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -191,7 +192,12 @@ def _configure_sqlite(engine: Engine) -> None:
     def on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # transactions are begun below, not by pysqlite
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            # A read-only database (file permissions, ?mode=ro) cannot change its journal mode, but it
+            # can still be read: lookups go on, writes fail, and /readyz says so.
+            log.warning("SQLite journal mode left as it is: %s", error)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
