@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from recordings_service import create_app
 from recordings_service.extensions import db
 from recordings_service.logs import RequestIdFilter, json_formatter
+from recordings_service.persistence.database import warn_if_over_budget
 from recordings_service.persistence.models import Recording
 from testkit.config import config_for
 from testkit.servers import gunicorn, http, post_callback
@@ -242,3 +243,60 @@ def test_readyz_is_200_on_a_writable_database(client):
     response = client.get("/readyz")
 
     assert (response.status_code, response.json) == (200, {"status": "ready"})
+
+
+# --- The connection budget -----------------------------------------------------------------------
+
+
+def _max_connections(url: str) -> int:
+    with create_app(config_for(url)).app_context():
+        with db.engine.connect() as connection:
+            most = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
+            reserved = int(connection.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one())
+        db.engine.dispose()
+    return most - reserved
+
+
+def test_a_warning_when_the_processes_pools_would_exceed_what_postgresql_accepts(postgresql_url, caplog):
+    accepted = _max_connections(postgresql_url)
+    app = create_app(config_for(postgresql_url, DB_POOL_SIZE=4, DB_MAX_OVERFLOW=2))
+    processes = accepted // 6 + 1  # one process too many
+
+    with app.app_context(), caplog.at_level(logging.INFO, logger="recordings_service"):
+        warn_if_over_budget(processes)
+        over = [record for record in caplog.records if record.levelno == logging.WARNING]
+        caplog.clear()
+        warn_if_over_budget(accepted // 6)
+        within = [record for record in caplog.records if record.levelno == logging.WARNING]
+        db.engine.dispose()
+
+    [warning] = over
+    assert f"{processes} processes x 6 pooled connections = {processes * 6}" in warning.getMessage()
+    assert f"PostgreSQL accepts {accepted}" in warning.getMessage()
+    assert "WEB_CONCURRENCY or DB_POOL_SIZE" in warning.getMessage()
+    assert within == []
+
+
+def test_the_budget_check_on_a_database_that_does_not_answer_is_logged_not_raised(caplog):
+    with SilentServer() as silent:
+        app = create_app(config_for(silent.postgresql_url, DB_CONNECT_TIMEOUT=1))
+        with app.app_context(), caplog.at_level(logging.WARNING, logger="recordings_service"):
+            warn_if_over_budget(100)
+
+    assert "connection budget: not checked" in caplog.text
+
+
+@pytest.mark.slow
+def test_gunicorn_warns_at_start_when_over_the_budget(postgresql_url, tmp_path):
+    log = tmp_path / "server.log"
+    accepted = _max_connections(postgresql_url)
+
+    with gunicorn(postgresql_url, workers=1, log_to=log, DB_POOL_SIZE=str(accepted + 1)) as base:
+        deadline = time.monotonic() + 10  # the check runs beside the first worker
+        while "connection budget" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert http("GET", base + "/healthz")[0] == 200
+
+    [line] = [json.loads(line) for line in log.read_text().splitlines() if "connection budget" in line]
+    assert line["level"] == "WARNING"
+    assert f"1 processes x {accepted + 1} pooled connections" in line["message"]
