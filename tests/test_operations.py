@@ -4,7 +4,9 @@ import contextlib
 import io
 import json
 import logging
+import random
 import sqlite3
+import string
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -300,3 +302,46 @@ def test_gunicorn_warns_at_start_when_over_the_budget(postgresql_url, tmp_path):
     [line] = [json.loads(line) for line in log.read_text().splitlines() if "connection budget" in line]
     assert line["level"] == "WARNING"
     assert f"1 processes x {accepted + 1} pooled connections" in line["message"]
+
+
+# --- Metrics: bounded labels, and answered without the database ----------------------------------
+
+
+def test_made_up_methods_and_paths_do_not_grow_the_metrics(client):
+    rng = random.Random(7)
+    methods = ["BREW", "PROPFIND", "X-EVIL"] + [
+        "".join(rng.choices(string.ascii_uppercase, k=rng.randint(3, 12))) for _ in range(200)
+    ]
+    client.open("/nowhere/warm-up", method="BREW")  # the OTHER and unmatched series exist from here on
+    client.get("/nowhere/warm-up")
+    before = client.get("/metrics").data
+
+    for n in range(2000):
+        method = rng.choice(methods)
+        path = rng.choice(["/api/v1/voice/recordings/conf_1", "/healthz", f"/made-up/{n}/{rng.random()}"])
+        response = client.open(path, method=method) if n % 2 else client.get(f"/made-up/{n}")
+        assert response.status_code in (404, 405)
+
+    after = client.get("/metrics").data
+    assert len(after) - len(before) < 4096, len(after) - len(before)
+    text = after.decode()
+    assert not [method for method in methods if f'method="{method}"' in text]
+    assert "/made-up/" not in text
+    assert 'method="OTHER",route="unmatched"' in text
+
+
+def test_metrics_answer_while_the_database_is_down():
+    app = create_app(config_for("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1"))
+    client = app.test_client()
+
+    def failures(text: str) -> float:
+        lines = [line for line in text.splitlines() if line.startswith("metrics_database_failures_total ")]
+        return float(lines[0].split()[-1])
+
+    first = client.get("/metrics")
+    second = client.get("/metrics")
+
+    assert first.status_code == second.status_code == 200
+    assert "voice_recordings{" not in second.text and "jobs{" not in second.text  # left out, not zero
+    assert "http_requests_total{" in second.text  # the process's own metrics are all there
+    assert failures(second.text) == failures(first.text) + 1
