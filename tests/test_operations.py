@@ -5,6 +5,8 @@ import io
 import json
 import logging
 import random
+import re
+import socket
 import sqlite3
 import string
 import time
@@ -345,3 +347,36 @@ def test_metrics_answer_while_the_database_is_down():
     assert "voice_recordings{" not in second.text and "jobs{" not in second.text  # left out, not zero
     assert "http_requests_total{" in second.text  # the process's own metrics are all there
     assert failures(second.text) == failures(first.text) + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("request_line", "logged_whole"),
+    [
+        # gunicorn logs an invalid request line whole, query string and all
+        ("POST /api/v1/voice/callback?token={token}&x=\x7f HTTP/1.1", True),
+        ("POST /api/v1/voice/callback?x=1&TOKEN={token}&y=\x01 HTTP/1.1", True),
+        # and of other malformed lines, the part it could not read
+        ("GET /api/v1/voice/callback?token={token} HTTP/1.1 extra", False),
+        ("POST /api/v1/voice/callback?token={token} HTTP/9.9", False),
+        ("P\x01ST /api/v1/voice/callback?token={token} HTTP/1.1", False),
+    ],
+    ids=["control-character", "token-uppercase", "extra-part", "bad-version", "bad-method"],
+)
+def test_a_malformed_request_line_is_logged_without_the_token(tmp_path, request_line, logged_whole):
+    log = tmp_path / "server.log"
+    token = "s3cret-callback-token-0123456789abcdef"
+    database = f"sqlite:///{tmp_path}/recordings.db"  # never reached: gunicorn refuses the line itself
+    with gunicorn(database, workers=1, log_to=log, LOG_FORMAT="json", VOICE_CALLBACK_TOKEN=token) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request_line.format(token=token).encode("latin-1") + b"\r\nHost: x\r\n\r\n")
+            answer = sock.recv(65536)
+        time.sleep(0.5)  # the worker's log line reaches the file
+
+    text = log.read_text()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    assert "Invalid request from ip=127.0.0.1" in text
+    assert token not in text
+    if logged_whole:  # the line was logged, its secret taken out
+        assert re.search(r"(?i)token=\[redacted\]", text)
