@@ -67,3 +67,65 @@ def test_the_app_keeps_to_its_spec(fuzzed):
             case.call_and_validate(headers=headers, checks=CHECKS)
 
         keeps_to_spec()
+
+
+def test_the_spec_says_what_the_callback_takes_and_what_keys_cost(fuzzed):
+    app, headers = fuzzed
+
+    spec = app.test_client().get(SPEC, headers=headers).json
+
+    assert spec["servers"] and spec["servers"][0]["url"]
+    callback = spec["paths"]["/api/v1/voice/callback"]["post"]
+    form = callback["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    fields = spec["components"]["schemas"][form["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert fields["isActive"]["type"] == "string" and fields["isActive"]["enum"] == ["0", "1"]
+    [token] = [p for p in callback["parameters"] if p["name"] == "token"]
+    assert token["in"] == "query" and "VOICE_CALLBACK_TOKEN" in token["description"]
+    assert {"400", "403", "413"} <= set(callback["responses"])
+    assert callback["security"] == [] and "401" not in callback["responses"]
+    operations = [
+        (path, method, operation)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if method != "parameters"
+    ]
+    keyed = [(path, method) for path, method, operation in operations if operation.get("security") != []]
+    assert keyed  # the API proper needs a key...
+    for path, method, operation in operations:  # ...and every operation that does documents its 401
+        assert ("401" in operation["responses"]) == ((path, method) in keyed), (path, method)
+    listing = spec["paths"]["/api/v1/voice/recordings"]["get"]
+    [cursor] = [p for p in listing["parameters"] if p["name"] == "cursor"]
+    assert cursor["schema"]["minLength"] == 1 and "400" in listing["responses"]
+
+
+def test_an_empty_cursor_is_the_documented_400(fuzzed):
+    app, headers = fuzzed
+
+    response = app.test_client().get("/api/v1/voice/recordings?cursor=", headers=headers)
+
+    assert response.status_code == 400 and "cursor" in response.json["detail"]
+
+
+def test_every_405_says_which_methods_are_allowed(fuzzed):
+    app, headers = fuzzed
+    client = app.test_client()
+    paths = {
+        rule.rule.replace("<path:recording_id>", "conf_1").replace("<session_id>", "ATVId_a")
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint != "static"
+    }
+
+    refused = 0
+    for path in sorted(paths):
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "BREW"]:
+            response = client.open(path, method=method, headers=headers)
+            if response.status_code != 405:
+                continue
+            refused += 1
+            allowed = {name.strip() for name in response.headers.get("Allow", "").split(",")} - {""}
+            assert allowed and method not in allowed, (method, path, allowed)
+            assert response.json["detail"]
+            # Each method it names is one the path takes.
+            for other in allowed - {"OPTIONS", "HEAD"}:
+                assert client.open(path, method=other, headers=headers).status_code != 405, (other, path)
+    assert refused > 10
