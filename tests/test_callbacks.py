@@ -1,6 +1,7 @@
 """POST /api/v1/voice/callback: Africa's Talking callbacks, as AT posts them (forms, strings)."""
 
 import logging
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -400,3 +401,34 @@ def test_the_longest_duration_a_column_holds_is_taken(app, client):
 
     assert outcome(client, NO_URL_ID)["duration"] == 2**31 - 1
     assert stored(app)[0].fields == fields
+
+
+def test_options_on_the_callback_url_is_answered_and_not_counted_as_a_callback(app, client):
+    response = client.options(CALLBACK, data=RECORDED[0])
+
+    assert response.status_code == 200  # it was a 500: the refusal counter wanted an outcome
+    assert "POST" in response.headers["Allow"]
+    assert stored(app) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "taken"),
+    [
+        ("", True),
+        ("https://voice.africastalking.com/recording/abc123def456", True),
+        ("http://127.0.0.1:8080/recording/a.mp3?sig=x%2Fy&t=1#part", True),
+        ("HTTPS://voice.africastalking.com/r", False),
+        ("https://", False),
+        ("https://voice.africastalking.com/a b", False),
+        ("https://voice.africastalking.com/ré", False),
+        ("https://-host/r", False),
+    ],
+)
+def test_a_recording_url_is_taken_exactly_when_the_spec_pattern_matches(client, url, taken):
+    spec = client.get("/api/v1/openapi.json").json
+    pattern = spec["components"]["schemas"]["Callback"]["properties"]["recordingUrl"]["pattern"]
+
+    response = client.post(CALLBACK, data={**NO_URL[-1], "recordingUrl": url})
+
+    assert (re.fullmatch(pattern, url) is not None) == taken
+    assert response.status_code == (200 if taken else 400)

@@ -129,3 +129,40 @@ def test_every_405_says_which_methods_are_allowed(fuzzed):
             for other in allowed - {"OPTIONS", "HEAD"}:
                 assert client.open(path, method=other, headers=headers).status_code != 405, (other, path)
     assert refused > 10
+
+
+def test_without_keys_the_spec_asks_for_none(make_app):
+    app = make_app(API_AUTH_REQUIRED=False)
+
+    spec = app.test_client().get(SPEC).json
+
+    assert "security" not in spec and "securitySchemes" not in spec.get("components", {})
+    assert not [
+        (path, method)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if method != "parameters" and "401" in operation["responses"]
+    ]
+
+
+def test_a_callbacks_other_fields_are_documented_as_single_strings(fuzzed):
+    app, headers = fuzzed
+
+    callback = app.test_client().get(SPEC, headers=headers).json["components"]["schemas"]["Callback"]
+
+    assert callback["additionalProperties"] == {"type": "string"}
+    # A form cannot say null: no field is nullable, none defaults to null.
+    assert not [
+        name for name, field in callback["properties"].items() if field.get("nullable") or "default" in field
+    ]
+
+
+def test_sub_resources_of_a_recording_are_not_offered_delete(fuzzed):
+    app, headers = fuzzed
+    client = app.test_client()
+
+    for path in ["/audio", "/legs", "/deliveries", "/legs/ATVId_a/audio"]:
+        response = client.options("/api/v1/voice/recordings/conf_1" + path, headers=headers)
+        assert "DELETE" not in response.headers["Allow"], path
+        assert client.delete("/api/v1/voice/recordings/conf_1" + path, headers=headers).status_code == 405
+    assert "DELETE" in client.options("/api/v1/voice/recordings/conf_1", headers=headers).headers["Allow"]
