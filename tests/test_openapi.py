@@ -1,5 +1,9 @@
 """The OpenAPI document: valid OpenAPI 3, and the app keeps to it under property-based fuzzing."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +15,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from testkit.servers import gunicorn
 
 SPEC = "/api/v1/openapi.json"
 
@@ -166,3 +172,35 @@ def test_sub_resources_of_a_recording_are_not_offered_delete(fuzzed):
         assert "DELETE" not in response.headers["Allow"], path
         assert client.delete("/api/v1/voice/recordings/conf_1" + path, headers=headers).status_code == 405
     assert "DELETE" in client.options("/api/v1/voice/recordings/conf_1", headers=headers).headers["Allow"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keys", [True, False], ids=["keys-on", "keys-off"])
+def test_the_running_service_keeps_to_its_spec_under_every_check(database, runner, tmp_path, keys):
+    """schemathesis's CLI, every check, against the service as gunicorn serves it (tests/schemathesis.toml
+    says what the spec's schemas cannot)."""
+    runner.invoke(args=["recordings", "seed-demo", "--count", "20"])
+    key = runner.invoke(args=["recordings", "create-api-key", "schemathesis"]).output.strip()
+    settings = {"API_AUTH_REQUIRED": str(keys).lower(), "WAIT_MAX_SECONDS": "1", "LOG_FORMAT": "text"}
+    with gunicorn(database, workers=2, log_to=tmp_path / "server.log", **settings) as base:
+        command = [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "--config-file",
+            str(Path(__file__).parent / "schemathesis.toml"),
+            "run",
+            f"{base}{SPEC}",
+            "--checks",
+            "all",
+            "--max-examples",
+            "25",
+            "--workers",
+            "2",
+            "--generation-database",
+            "none",
+            "--no-color",
+            *(["--header", f"Authorization: Bearer {key}"] if keys else []),
+        ]
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 0, result.stdout[-20_000:] + result.stderr[-5_000:]
+    assert " passed" in result.stdout
