@@ -118,6 +118,7 @@ def test_production_takes_a_callback_token_of_32_characters(tmp_path):
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/recordings.db",
             "VOICE_CALLBACK_TOKEN": "x" * 32,
             "PUBLIC_BASE_URL": "https://recordings.example",
+            "AUDIO_STORAGE_URL": f"file://{tmp_path}/audio",
         },
     )
 
