@@ -51,13 +51,19 @@ def post_worker_init(worker):
     # Everything the worker made while loading the app lives as long as the worker: out of the
     # collector's sight, full collections stop walking it. (make bench: lookup p99 about 3x lower.)
     gc.freeze()
-    # Once, from the first worker (after gevent has patched it: the master imports none of the app).
+    # Once, from the first worker (after gevent has patched it: the master imports none of the app), and
+    # beside it, not before it serves: a database that hangs must not hold up /healthz for its timeout.
     app = worker.wsgi
     if worker.age == 1 and "sqlalchemy" in getattr(app, "extensions", {}):
+        import threading
+
         from recordings_service.persistence.database import warn_if_over_budget
 
-        with app.app_context():
-            warn_if_over_budget(worker.cfg.workers)
+        def check_budget():
+            with app.app_context():
+                warn_if_over_budget(worker.cfg.workers)
+
+        threading.Thread(target=check_budget, name="connection-budget", daemon=True).start()
 
 
 def child_exit(server, worker):

@@ -1,6 +1,8 @@
 """Flask extensions, created unbound here and bound to the app in ``create_app``."""
 
 import flask_smorest
+from apispec import BasePlugin
+from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask_cors import CORS
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -23,6 +25,16 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class SchemaExtras(BasePlugin):
+    """Adds a schema's ``Meta.openapi`` (a dict) to its OpenAPI form: what marshmallow cannot say,
+    such as the type of the fields a schema takes without naming them (``additionalProperties``)."""
+
+    def schema_helper(self, name, definition, schema=None, **kwargs):
+        if schema is None:
+            return None
+        return dict(getattr(getattr(resolve_schema_cls(schema), "Meta", None), "openapi", {}))
+
+
 class Api(flask_smorest.Api):
     """flask-smorest's Api, answering errors in the service's ``{"detail": ...}`` shape."""
 
@@ -34,7 +46,7 @@ class Api(flask_smorest.Api):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
-api = Api()
+api = Api(spec_kwargs={"extra_plugins": [SchemaExtras()]})
 # Browsers on the origins in CORS_ORIGINS may call the API (/api/*) with a key; a preflight needs none.
 cors = CORS()
 CORS_OPTIONS = {

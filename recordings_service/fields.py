@@ -30,6 +30,18 @@ def validate_phone_number(value: str) -> None:
         raise ma.ValidationError("Must be an E.164 number such as +254711082111.")
 
 
+class WholeNumber(ma.fields.Integer):
+    """An integer written in ASCII digits (``-`` first where negatives are allowed): Python's ``int``
+    also reads "+5", " 5", "5_000" and other scripts' digits ("٣"), which no client means as numbers."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not (
+            value.removeprefix("-").isascii() and value.removeprefix("-").isdigit()
+        ):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class Timestamp(ma.fields.DateTime):
     """A UTC timestamp in the contract's form, ``2024-01-15T10:00:00.000Z``."""
 

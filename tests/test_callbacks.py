@@ -1,6 +1,7 @@
 """POST /api/v1/voice/callback: Africa's Talking callbacks, as AT posts them (forms, strings)."""
 
 import logging
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -336,3 +337,98 @@ def test_a_body_that_is_not_utf8_is_refused(app, client, body):
     assert response.status_code == 400
     assert response.json == {"detail": "A callback must be UTF-8"}
     assert stored(app) == []
+
+
+# --- Odd values: stored whole, or refused naming the field; never a 500 ---------------------------
+
+
+@pytest.mark.parametrize("field", ["hangupCause", "status"])
+@pytest.mark.parametrize("length", [129, 5000])
+def test_a_long_cause_or_status_is_stored_whole_and_cut_to_fit_the_recording(app, client, field, length):
+    text = ("Ünïcode ✓ 'quoted' " * 300)[:length]
+    fields = {**UNANSWERED[-1], "hangupCause": "", "status": "", field: text}
+
+    response = client.post(CALLBACK, data=fields)
+
+    assert response.status_code == 200
+    [row] = stored(app)
+    assert row.fields == fields  # the raw callback keeps every character
+    body = client.get(LOOKUP + UNANSWERED_ID).json
+    assert (body["status"], body["failure_reason"]) == ("failed", text[:128])
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({**UNANSWERED[-1], "status": "Fail\x00ed"}, "status"),
+        ({**UNANSWERED[-1], "hangupCause": "\x00"}, "hangupCause"),
+        ({**UNANSWERED[-1], "note\x00": "x"}, "note"),
+        ({**RECORDED[-1], "durationInSeconds": str(2**31)}, "durationInSeconds"),
+        ({**RECORDED[-1], "durationInSeconds": str(2**63)}, "durationInSeconds"),
+        ({**RECORDED[-1], "dialDurationInSeconds": str(2**64)}, "dialDurationInSeconds"),
+        ({**RECORDED[-1], "durationInSeconds": "9" * 5000}, "durationInSeconds"),
+        ({**RECORDED[-1], "durationInSeconds": "٣"}, "durationInSeconds"),
+        ({**RECORDED[-1], "durationInSeconds": "5_000"}, "durationInSeconds"),
+        ({**RECORDED[-1], "dialDurationInSeconds": " 5"}, "dialDurationInSeconds"),
+        ({**RECORDED[-1], "recordingUrl": "https://" + "x" * 5000}, "recordingUrl"),
+    ],
+    ids=[
+        "nul-status",
+        "nul-cause",
+        "nul-key",
+        "2^31",
+        "2^63",
+        "2^64",
+        "5000-digits",
+        "arabic-digit",
+        "underscore",
+        "space",
+        "long-url",
+    ],
+)
+def test_odd_values_are_400_naming_the_field_and_change_nothing(app, client, fields, named):
+    response = client.post(CALLBACK, data=fields)
+
+    assert response.status_code == 400
+    assert named in response.json["detail"]
+    assert stored(app) == []
+
+
+def test_the_longest_duration_a_column_holds_is_taken(app, client):
+    fields = {**NO_URL[-1], "durationInSeconds": str(2**31 - 1), "dialDurationInSeconds": str(2**31 - 1)}
+
+    assert client.post(CALLBACK, data=fields).status_code == 200
+
+    assert outcome(client, NO_URL_ID)["duration"] == 2**31 - 1
+    assert stored(app)[0].fields == fields
+
+
+def test_options_on_the_callback_url_is_answered_and_not_counted_as_a_callback(app, client):
+    response = client.options(CALLBACK, data=RECORDED[0])
+
+    assert response.status_code == 200  # it was a 500: the refusal counter wanted an outcome
+    assert "POST" in response.headers["Allow"]
+    assert stored(app) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "taken"),
+    [
+        ("", True),
+        ("https://voice.africastalking.com/recording/abc123def456", True),
+        ("http://127.0.0.1:8080/recording/a.mp3?sig=x%2Fy&t=1#part", True),
+        ("HTTPS://voice.africastalking.com/r", False),
+        ("https://", False),
+        ("https://voice.africastalking.com/a b", False),
+        ("https://voice.africastalking.com/ré", False),
+        ("https://-host/r", False),
+    ],
+)
+def test_a_recording_url_is_taken_exactly_when_the_spec_pattern_matches(client, url, taken):
+    spec = client.get("/api/v1/openapi.json").json
+    pattern = spec["components"]["schemas"]["Callback"]["properties"]["recordingUrl"]["pattern"]
+
+    response = client.post(CALLBACK, data={**NO_URL[-1], "recordingUrl": url})
+
+    assert (re.fullmatch(pattern, url) is not None) == taken
+    assert response.status_code == (200 if taken else 400)

@@ -98,3 +98,39 @@ def test_production_sends_the_at_key_over_https_only():
 
     with pytest.raises(ConfigError, match="AT_VOICE_API_URL must be https"):
         create_app(type("Prod", (ProductionConfig,), settings))
+
+
+@pytest.mark.parametrize("token", ["s3cret", "x" * 31])
+def test_production_refuses_a_short_callback_token_saying_why(token):
+    config = type(
+        "Prod",
+        (ProductionConfig,),
+        {
+            "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://db/rec",
+            "VOICE_CALLBACK_TOKEN": token,
+            "PUBLIC_BASE_URL": "https://recordings.example",
+        },
+    )
+
+    with pytest.raises(ConfigError) as refused:
+        create_app(config)
+
+    message = str(refused.value)
+    assert f"VOICE_CALLBACK_TOKEN is {len(token)} characters" in message
+    assert "at least 32" in message and "guards the callback URL" in message
+    assert token not in message  # the (weak) secret itself is not repeated into logs
+
+
+def test_production_takes_a_callback_token_of_32_characters(tmp_path):
+    config = type(
+        "Prod",
+        (ProductionConfig,),
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/recordings.db",
+            "VOICE_CALLBACK_TOKEN": "x" * 32,
+            "PUBLIC_BASE_URL": "https://recordings.example",
+            "AUDIO_STORAGE_URL": f"file://{tmp_path}/audio",
+        },
+    )
+
+    assert create_app(config).config["VOICE_CALLBACK_TOKEN"] == "x" * 32

@@ -1,5 +1,7 @@
 """GET /api/v1/voice/recordings: newest first, filtered, a page at a time."""
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -70,6 +72,14 @@ def test_the_last_page_has_no_cursor_and_an_empty_list_is_fine(client):
     assert client.get(URL).json == {"items": [], "next_cursor": None}
 
 
+def _raw_cursor(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor(value) -> str:
+    return _raw_cursor(json.dumps(value).encode())
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
@@ -82,6 +92,18 @@ def test_the_last_page_has_no_cursor_and_an_empty_list_is_fine(client):
         ("cursor=not-a-cursor", "cursor"),
         ("cursor=WyIyMDI0LTAxLTE1VDEwOjAwOjAwIiwgMV0", "cursor"),  # a naive time: not one of ours
         ("statu=failed", "statu"),
+        ("cursor=", "cursor"),  # no position is said by leaving the cursor out
+        ("limit=" + "9" * 5000, "limit"),
+        ("limit=٣", "limit"),
+        ("created_after=0001-01-01T00:00:00%2B14:00", "created_after"),  # before year 1 in UTC
+        ("created_before=9999-12-31T23:59:59-14:00", "created_before"),  # after year 9999 in UTC
+        ("cursor=" + _cursor(["2024-01-15T10:00:00+00:00", 2**63]), "cursor"),  # a key no row has
+        ("cursor=" + _cursor(["2024-01-15T10:00:00+00:00", 10**200]), "cursor"),
+        ("cursor=" + _cursor(["2024-01-15T10:00:00+00:00", -1]), "cursor"),
+        ("cursor=" + _cursor(["0001-01-01T00:00:00+14:00", 1]), "cursor"),
+        ("cursor=" + _raw_cursor(b'["2024-01-15T10:00:00+00:00", ' + b"9" * 5000 + b"]"), "cursor"),
+        ("cursor=" + _raw_cursor(b"[" * 5000 + b"]" * 5000), "cursor"),  # nested 5,000 deep
+        ("cursor=" + _raw_cursor(b"\xff\xfe"), "cursor"),
     ],
 )
 def test_bad_parameters_are_400_naming_them(client, query, field):

@@ -95,6 +95,40 @@ def test_prefer_wait_without_an_etag_answers_at_once(client, live):
     assert "Preference-Applied" not in response.headers
 
 
+@pytest.mark.parametrize(
+    "prefer",
+    ["wait=٣", "wait=" + "9" * 5000, "wait=-1", "wait=1.5", "wait=", "wait", 'wait="3"x', "wait=3;" * 500],
+    ids=["arabic-digit", "5000-digits", "negative", "fraction", "empty", "bare", "quoted", "repeated"],
+)
+def test_a_wait_preference_the_server_cannot_read_is_ignored_and_answered_at_once(client, live, prefer):
+    etag = client.get(LOOKUP + live).headers["ETag"]
+
+    started = time.monotonic()
+    response = client.get(LOOKUP + live, headers={"If-None-Match": etag, "Prefer": prefer})
+
+    # RFC 7240: a preference not understood is ignored, never an error; held, it would take 30 s.
+    assert response.status_code == 304
+    assert "Preference-Applied" not in response.headers
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("if_none_match", ["*", "{etag}"])
+def test_a_completed_recording_is_answered_at_once_even_to_a_wait(client, runner, if_none_match):
+    runner.invoke(args=["recordings", "seed-demo", "--count", "0"])  # the contract's example: completed
+    etag = client.get(LOOKUP + "conf_1234567890").headers["ETag"]
+
+    started = time.monotonic()
+    response = client.get(
+        LOOKUP + "conf_1234567890",
+        headers={"If-None-Match": if_none_match.format(etag=etag), "Prefer": "wait=30"},
+    )
+
+    # It will not change: nothing to wait for.
+    assert response.status_code == 304
+    assert "Preference-Applied" not in response.headers
+    assert time.monotonic() - started < 10
+
+
 def test_a_held_request_with_no_change_ends_in_a_304_after_the_wait(make_app):
     app = make_app(WAIT_MAX_SECONDS=1)
     client = app.test_client()

@@ -1,10 +1,19 @@
 """POST /api/v1/voice/recordings: registering a recording and its AT sessions."""
 
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 import sqlalchemy as sa
 
+from recordings_service import create_app
 from recordings_service.extensions import db
 from recordings_service.persistence.models import CallSession, Recording, StoredCallback
 from recordings_service.recordings.lifecycle import replay
+from testkit.config import config_for
+from testkit.servers import gunicorn, http
 from tests.support import drain, fixture_call, recorded_call
 
 URL = "/api/v1/voice/recordings"
@@ -187,3 +196,110 @@ def test_a_live_call_of_a_registered_recording_dials_its_numbers_in_turn_when_se
 
     assert '<Dial record="true" phoneNumbers="+254722000111,+254733000222" />' in together
     assert 'phoneNumbers="+254722000111,+254733000222" sequential="true"' in in_turn
+
+
+def test_a_body_nested_20000_deep_is_400_not_a_500(app, client):
+    deep = '{"session_ids": ' + "[" * 20_000 + "]" * 20_000 + "}"
+
+    response = client.post(URL, data=deep, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json == {"detail": "Invalid JSON body: nested too deeply"}
+    assert count(app, Recording) == 0
+
+
+def test_a_number_of_5000_digits_is_400_not_a_500(app, client):
+    response = client.post(URL, data='{"recording_id": ' + "9" * 5000 + "}", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json == {"detail": "Invalid JSON body: a number has too many digits"}
+    assert count(app, Recording) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"recording_id": "conf_\x00"}, "recording_id"),
+        ({"session_ids": ["ATVId_\x00"]}, "session_ids.0"),
+        ({"recording_id": 2**63}, "recording_id"),
+        ({"session_ids": [2**64]}, "session_ids.0"),
+        ({"dial": ["+2547" + "1" * 200]}, "dial.0"),
+        ({"status_callback_url": "https://a.example/" + "x" * 3000}, "status_callback_url"),
+    ],
+)
+def test_odd_values_are_422_naming_the_field(app, client, body, field):
+    response = client.post(URL, json=body)
+
+    assert response.status_code == 422
+    assert field in response.json["detail"]
+    assert count(app, Recording) == 0
+
+
+@pytest.mark.slow
+def test_registrations_naming_the_same_sessions_in_opposite_orders_never_deadlock(app, database):
+    """100 pairs at once through gunicorn: each pair names the same 20 sessions, one registration in each
+    order (the more sessions, the likelier two transactions meet half-way); half the pairs register one
+    recording twice, half two recordings that then want the same sessions."""
+
+    def register(recording_id: str, session_ids: list[str]) -> int:
+        body = json.dumps({"recording_id": recording_id, "session_ids": session_ids}).encode()
+        return http("POST", base + URL, body, {"Content-Type": "application/json"}, timeout=60)[0]
+
+    def together(barrier: threading.Barrier, recording_id: str, session_ids: list[str]) -> int:
+        barrier.wait()  # both of a pair are sent at the same moment
+        return register(recording_id, session_ids)
+
+    def pair(n: int) -> tuple[int, int]:
+        sessions, barrier = [f"ATVId_{n}_{k:02d}" for k in range(20)], threading.Barrier(2)
+        other = f"conf_{n}_x" if n % 2 == 0 else f"conf_{n}_y"
+        with ThreadPoolExecutor(2) as both:
+            first = both.submit(together, barrier, f"conf_{n}_x", sessions)
+            second = both.submit(together, barrier, other, sessions[::-1])
+            return first.result(), second.result()
+
+    with gunicorn(database, workers=2) as base, ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(pair, range(100)))
+
+    for n, statuses in enumerate(answers):
+        if n % 2 == 0:  # one recording: created once, found once
+            assert sorted(statuses) == [200, 201], (n, statuses)
+        else:  # two recordings: the second to bind is refused
+            assert sorted(statuses) == [201, 409], (n, statuses)
+    with app.app_context():
+        bound = db.session.execute(
+            sa.select(CallSession.session_id, Recording.recording_id).join(
+                Recording, Recording.pk == CallSession.recording_pk
+            )
+        ).all()
+    assert len(bound) == 100 * 20  # every session bound once, to one recording
+    for session_id, recording_id in bound:
+        n = session_id.split("_")[1]
+        assert recording_id.startswith(f"conf_{n}_")
+
+
+def test_a_registration_waits_for_sessions_in_the_order_every_other_takes_them(postgresql_url):
+    """Deterministic, on PostgreSQL: another transaction holds ATVId_a, as one binding in sorted order
+    would, and goes on to take ATVId_z. A registration naming [ATVId_z, ATVId_a] must wait for ATVId_a
+    first, holding nothing the other needs; taking ATVId_z first would deadlock the two."""
+    app = create_app(config_for(postgresql_url))
+    client = app.test_client()
+    client.post(URL, json={"recording_id": "conf_other"})
+    other = sa.create_engine(config_for(postgresql_url).SQLALCHEMY_DATABASE_URI, poolclass=sa.pool.NullPool)
+    with other.connect() as connection, ThreadPoolExecutor(1) as pool:
+        pk = connection.execute(sa.select(Recording.pk).filter_by(recording_id="conf_other")).scalar_one()
+        insert = sa.insert(CallSession.__table__).values(recording_pk=pk)
+        connection.execute(insert, {"session_id": "ATVId_a"})
+        registering = pool.submit(
+            client.post, URL, json={"recording_id": "conf_1", "session_ids": ["ATVId_z", "ATVId_a"]}
+        )
+        time.sleep(0.5)
+        assert not registering.done()  # waiting for ATVId_a
+        connection.execute(insert, {"session_id": "ATVId_z"})  # would wait on the registration if it held it
+        connection.commit()
+        response = registering.result(timeout=30)
+    other.dispose()
+    with app.app_context():
+        db.engine.dispose()
+
+    assert response.status_code == 409
+    assert "ATVId_a" in response.json["detail"] and "ATVId_z" in response.json["detail"]

@@ -4,6 +4,7 @@ connections checked cheaply) and the two ways statements run: one read, or one w
 import functools
 import logging
 import select
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from typing import ParamSpec, TypeVar
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..extensions import db
@@ -119,14 +120,22 @@ def engine_options(config) -> dict:
 
 def warn_if_over_budget(processes: int) -> None:
     """Log a warning when ``processes`` processes of this app, each filling its pool, would ask
-    PostgreSQL for more connections than it accepts (``max_connections`` less those it reserves)."""
+    PostgreSQL for more connections than it accepts (``max_connections`` less those it reserves).
+
+    A database that cannot be asked (down, or not answering) is logged and left: the check must never
+    keep the service from starting, which would take /healthz and the error answers down with it.
+    """
     engine = db.engine
     if engine.dialect.name != "postgresql":
         return
     per_process = engine.pool.size() + engine.pool._max_overflow
-    with single_read() as connection:
-        most = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
-        reserved = int(connection.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one())
+    try:
+        with single_read() as connection:
+            most = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
+            reserved = int(connection.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one())
+    except SQLAlchemyError as error:
+        log.warning("connection budget: not checked, the database did not answer: %s", error)
+        return
     wanted = processes * per_process
     if wanted > most - reserved:
         log.warning(
@@ -183,7 +192,12 @@ def _configure_sqlite(engine: Engine) -> None:
     def on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # transactions are begun below, not by pysqlite
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            # A read-only database (file permissions, ?mode=ro) cannot change its journal mode, but it
+            # can still be read: lookups go on, writes fail, and /readyz says so.
+            log.warning("SQLite journal mode left as it is: %s", error)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")

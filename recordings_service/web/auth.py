@@ -99,8 +99,12 @@ class _UnauthorizedResponses(BasePlugin):
 
 def init_app(app: Flask, spec) -> None:
     """Check keys before every request, and describe them in the OpenAPI spec: required everywhere
-    but where a view is ``@public``. Before the blueprints are registered, so their paths are seen."""
+    but where a view is ``@public``. Before the blueprints are registered, so their paths are seen.
+
+    With ``API_AUTH_REQUIRED`` off the spec asks for no key, as the service asks for none."""
     app.before_request(require_api_key)
+    if not app.config["API_AUTH_REQUIRED"]:
+        return
     if "bearerAuth" not in spec.components.security_schemes:
         spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     spec.options["security"] = [{"bearerAuth": []}]

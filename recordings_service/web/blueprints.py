@@ -1,7 +1,9 @@
 """The Blueprint every API blueprint is made from: flask-smorest's, with a body parser that answers
-a JSON document nested too deeply for Python's parser (a RecursionError) with a 400, like any other
-JSON that cannot be read, instead of a 500. And what a view says of the database failing under it."""
+JSON Python's parser will not read (nested too deeply: a RecursionError; a number of more than 4,300
+digits: a ValueError) with a 400, like any other JSON that cannot be read, instead of a 500. And what a
+view says of the database failing under it."""
 
+import json
 from collections.abc import Callable
 
 import flask_smorest
@@ -17,6 +19,10 @@ class _Parser(FlaskParser):
             return super()._raw_load_json(req)
         except RecursionError:
             abort(400, message="Invalid JSON body: nested too deeply")
+        except json.JSONDecodeError:
+            raise  # webargs answers it: "Invalid JSON body."
+        except ValueError:
+            abort(400, message="Invalid JSON body: a number has too many digits")
 
 
 class Blueprint(flask_smorest.Blueprint):

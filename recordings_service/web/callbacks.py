@@ -54,6 +54,8 @@ def _allowed(address: str | None, cidrs: list[str]) -> bool:
 @blp.before_request
 def guard():
     """Refuse, before reading the body, what does not come from AT or is not a callback."""
+    if request.method != "POST":
+        return  # OPTIONS (Flask answers it): not a callback, nothing to guard or count
     config = current_app.config
     token = config["VOICE_CALLBACK_TOKEN"]
     if token and not hmac.compare_digest(request.args.get("token", "").encode(), token.encode()):
@@ -84,6 +86,8 @@ def guard():
 
 @blp.after_request
 def count_and_log(response: Response) -> Response:
+    if request.method != "POST":
+        return response
     if response.status_code >= 400:
         detail = (response.get_json(silent=True) or {}).get("detail")
         log.warning("callback refused: %s %s (from %s)", response.status_code, detail, request.remote_addr)

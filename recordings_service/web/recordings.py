@@ -60,7 +60,11 @@ LOOKUP_PARAMETERS = [
 # Unknown parameters are refused: a misspelt filter must not quietly list everything.
 @blp.arguments(ListQuerySchema, location="query", error_status_code=400, unknown=ma.RAISE)
 @blp.response(200, RecordingPageSchema)
-@blp.alt_response(400, schema=ErrorSchema, description="A bad parameter, named")
+@blp.alt_response(
+    400,
+    schema=ErrorSchema,
+    description="A bad parameter, named; a cursor not from next_cursor, an empty one too",
+)
 @on_database_error("Failed to list recordings")
 def list_recordings(query: dict):
     """List recordings, newest first, a page at a time."""
@@ -137,7 +141,12 @@ def requested_wait(prefer: str | None, most: int) -> int | None:
 @blp.alt_response(200, schema=RecordingSchema, description="Known already; new sessions added")
 @blp.alt_response(409, schema=ErrorSchema, description="A session belongs to another named recording")
 @blp.alt_response(415, schema=ErrorSchema, description="The body is not JSON")
-@blp.alt_response(422, schema=ErrorSchema, description="Invalid fields, each named")
+@blp.alt_response(
+    422,
+    schema=ErrorSchema,
+    description="Invalid fields, each named; also a status_callback_url the service cannot post to "
+    "(it has no WEBHOOK_SECRET, or the host does not resolve or is not allowed)",
+)
 @on_database_error("Failed to register recording")
 def register(registration: dict):
     """Register a recording and the AT calls (sessions) that make it up.
@@ -259,7 +268,9 @@ def _serve(audio: AudioFile | None) -> Response:
     return response
 
 
-@blp.route("/recordings/<path:recording_id>", methods=["DELETE"])
+# Not ``path``: that would match /recordings/<id>/audio and the like too, and so offer DELETE on them
+# (Allow). An id cannot hold a slash; DELETE on one is answered like DELETE on a lookup: 405.
+@blp.route("/recordings/<recording_id>", methods=["DELETE"])
 @blp.response(204, description="Deleted: its audio, its personal data, the recording as clients see it")
 @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
 @blp.alt_response(503, schema=ErrorSchema, description="The audio store failed; nothing was deleted")

@@ -15,6 +15,7 @@ from ..fields import (
     PHONE_NUMBER_DOC,
     RECORDING_ID_DOC,
     Timestamp,
+    WholeNumber,
     validate_phone_number,
     validate_recording_id,
 )
@@ -47,7 +48,9 @@ class Cursor(ma.fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs) -> PagePosition | None:
         if value == "":
-            return None  # no position: the first page
+            # The first page is asked for by leaving the cursor out: an empty one is a client's bug
+            # (a null next_cursor pasted in), which would otherwise start over from the top, forever.
+            raise ma.ValidationError("Not a valid cursor: empty. Leave cursor out for the first page.")
         try:
             created_at, pk = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
             position = PagePosition(datetime.fromisoformat(created_at), pk)
@@ -67,9 +70,13 @@ class ListQuerySchema(ma.Schema):
         default_timezone=UTC, validate=_storable, metadata={"example": "2024-01-15T10:00:00.000Z"}
     )
     created_before = ma.fields.AwareDateTime(default_timezone=UTC, validate=_storable)
-    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=200))
+    limit = WholeNumber(load_default=50, validate=ma.validate.Range(min=1, max=200))
     cursor = Cursor(
-        metadata={"description": "next_cursor of the previous page (empty: the first page)", "type": "string"}
+        metadata={
+            "description": "next_cursor of the previous page; left out for the first page (empty: 400)",
+            "type": "string",
+            "minLength": 1,
+        }
     )
 
 

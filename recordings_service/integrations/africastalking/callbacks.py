@@ -3,19 +3,26 @@
 See shared/docs/africastalking-voice.md for what AT really sends.
 """
 
+import re
 from collections.abc import Mapping
 from xml.etree.ElementTree import Element, SubElement, tostring
 
 import marshmallow as ma
 
 from ...domain.recordings import DURATION_MAX_SECONDS, CallReport
-from ...fields import RECORDING_ID_DOC, validate_recording_id
+from ...fields import RECORDING_ID_DOC, WholeNumber, validate_recording_id
+
+# AT sends an empty recordingUrl when nothing was recorded; anything else must be an http(s) address: a
+# host name or address, an optional port, then printable ASCII (AT's URLs are percent-encoded). One
+# pattern, checked here and given in the OpenAPI spec, so the two cannot disagree.
+RECORDING_URL = re.compile(
+    r"(?:https?://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?(?:[/?#][!-~]*)?)?"
+)
 
 
 def _http_url_or_empty(value: str) -> None:
-    # AT sends an empty recordingUrl when nothing was recorded; anything else must be a web address.
-    if value:
-        ma.validate.URL(schemes={"http", "https"}, require_tld=False)(value)
+    if not RECORDING_URL.fullmatch(value):
+        raise ma.ValidationError("Not a valid URL: http(s)://host/path, or empty.")
 
 
 _DURATION = ma.validate.Range(min=0, max=DURATION_MAX_SECONDS)
@@ -30,6 +37,9 @@ class CallbackSchema(ma.Schema):
 
     class Meta:
         unknown = ma.EXCLUDE
+        # Other fields are stored with the callback as they came: one value each, a string. (A field
+        # given twice is refused: it could not be stored as it came.)
+        openapi = {"additionalProperties": {"type": "string"}}
 
     session_id = ma.fields.String(
         data_key="sessionId", required=True, validate=validate_recording_id, metadata=RECORDING_ID_DOC
@@ -37,15 +47,19 @@ class CallbackSchema(ma.Schema):
     active = ma.fields.String(
         data_key="isActive", required=True, validate=ma.validate.OneOf(["0", "1"], error="Must be 0 or 1.")
     )
-    call_status = ma.fields.String(data_key="status", load_default=None)
-    hangup_cause = ma.fields.String(data_key="hangupCause", load_default=None)
-    duration = ma.fields.Integer(data_key="durationInSeconds", load_default=None, validate=_DURATION)
-    dial_duration = ma.fields.Integer(data_key="dialDurationInSeconds", load_default=None, validate=_DURATION)
-    recording_url = ma.fields.String(data_key="recordingUrl", load_default=None, validate=_http_url_or_empty)
+    call_status = ma.fields.String(data_key="status")
+    hangup_cause = ma.fields.String(data_key="hangupCause")
+    duration = WholeNumber(data_key="durationInSeconds", validate=_DURATION)
+    dial_duration = WholeNumber(data_key="dialDurationInSeconds", validate=_DURATION)
+    recording_url = ma.fields.String(
+        data_key="recordingUrl",
+        validate=_http_url_or_empty,
+        metadata={"pattern": f"^{RECORDING_URL.pattern}$"},
+    )
     # Matched against the calls the service started, whose first callback may come before AT's answer.
-    direction = ma.fields.String(load_default=None)
-    caller_number = ma.fields.String(data_key="callerNumber", load_default=None)
-    destination_number = ma.fields.String(data_key="destinationNumber", load_default=None)
+    direction = ma.fields.String()
+    caller_number = ma.fields.String(data_key="callerNumber")
+    destination_number = ma.fields.String(data_key="destinationNumber")
 
     @ma.pre_load
     def blank_numbers_are_absent(self, data, **kwargs):
@@ -54,16 +68,18 @@ class CallbackSchema(ma.Schema):
 
     @ma.post_load
     def make_report(self, data, **kwargs) -> CallReport:
+        # A form cannot say null: a field is there (a string, perhaps empty) or it is not.
+        dial_duration = data.get("dial_duration")
         return CallReport(
             session_id=data["session_id"],
             active=data["active"] == "1",
-            call_status=data["call_status"] or None,
-            hangup_cause=data["hangup_cause"] or None,
+            call_status=data.get("call_status") or None,
+            hangup_cause=data.get("hangup_cause") or None,
             # The bridged leg is what Dial recorded; the whole call includes ringing.
-            duration=data["dial_duration"] if data["dial_duration"] is not None else data["duration"],
-            recording_url=data["recording_url"] or None,
-            direction=data["direction"] or None,
-            numbers=tuple(n for n in (data["caller_number"], data["destination_number"]) if n),
+            duration=dial_duration if dial_duration is not None else data.get("duration"),
+            recording_url=data.get("recording_url") or None,
+            direction=data.get("direction") or None,
+            numbers=tuple(n for n in (data.get("caller_number"), data.get("destination_number")) if n),
         )
 
 
