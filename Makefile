@@ -26,10 +26,10 @@ run: migrate  ## the web server (gunicorn, 0.0.0.0:$(PORT)) and the worker toget
 dev: migrate  ## Flask's debug server on port 8000, reloading on change
 	$(FLASK) run --debug --port $(PORT)
 
-test: lint /usr/bin/chromium  ## lint, then the test suite (PostgreSQL too when TEST_DATABASE_URL is set)
+test: lint /usr/bin/chromium /usr/sbin/nginx  ## lint, then the test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
 
-faults: $(BIN)/.installed  ## fault tests: stops and restarts the local PostgreSQL, kills workers
+faults: $(BIN)/.installed /usr/sbin/nginx  ## fault tests: stops and restarts the local PostgreSQL, kills workers
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed  ## ruff: lint and formatting
@@ -39,6 +39,12 @@ lint: $(BIN)/.installed  ## ruff: lint and formatting
 # Debian's chromium, which the browser test (tests/test_browser.py) drives; installed when missing.
 /usr/bin/chromium:
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+# Debian's nginx, the production front (deploy/nginx.conf) that tests/test_front.py and the capacity
+# fault test put before gunicorn; installed when missing. The tests run it as the current user, under a
+# scratch prefix; Debian's own nginx service is not started or touched.
+/usr/sbin/nginx:
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx
 
 bench: $(BIN)/.installed  ## benchmarks (bench/run.py): needs wrk, installed here when missing
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

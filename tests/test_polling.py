@@ -189,6 +189,18 @@ def test_a_held_request_woken_by_the_stored_audio_shows_the_audio_url_its_own_lo
     assert woken.json == client.get(LOOKUP + SESSION, base_url=here).json
 
 
+def test_a_weak_tag_is_waited_on_too(make_app):
+    """A front that compresses (deploy/nginx.conf's gzip) makes the ETag weak: its clients wait too."""
+    client = make_app(WAIT_MAX_SECONDS=1).test_client()
+    client.post("/api/v1/voice/recordings", json={"recording_id": "conf_1"})
+    etag = client.get(LOOKUP + "conf_1").headers["ETag"]
+
+    response = client.get(LOOKUP + "conf_1", headers={"If-None-Match": f"W/{etag}", "Prefer": "wait=1"})
+
+    assert response.status_code == 304
+    assert response.headers["Preference-Applied"] == "wait=1"
+
+
 @pytest.mark.slow
 def test_hundreds_of_waiting_clients_do_not_starve_lookups(database, runner):
     """200 clients hold Prefer: wait=30; plain lookups still answer; the waiters get the completion."""

@@ -92,11 +92,12 @@ def get_recording(recording_id: str):
     if rendered is None:
         abort(404, message=NOT_FOUND)
     wait = requested_wait(request.headers.get("Prefer"), current_app.config["WAIT_MAX_SECONDS"])
-    # A completed recording will not change while a client waits: answer at once.
+    # A completed recording will not change while a client waits: answer at once. The tag is compared
+    # weakly, as below: a front that compresses (deploy/nginx.conf's gzip) hands clients W/"...".
     waited = (
         wait is not None
         and rendered.status is not Status.COMPLETED
-        and request.if_none_match.contains(rendered.etag)
+        and request.if_none_match.contains_weak(rendered.etag)
     )
     if waited:
         try:
