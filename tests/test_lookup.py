@@ -244,3 +244,10 @@ def test_a_connection_closed_as_it_is_used_costs_nothing_but_a_second_try(postgr
         assert len(closed) == 1
         db.engine.dispose()
     killer.dispose()
+
+
+@pytest.mark.parametrize("raw", ["conf%0A1", "%C2%A2%17%0A%0D", "conf_1%0D"])
+def test_an_id_holding_a_line_break_is_the_contracts_404_not_a_405(client, raw):
+    response = client.get(URL + raw)
+
+    assert (response.status_code, response.json) == (404, {"detail": "Recording not found"})

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import flask_smorest
 from flask_smorest import abort
 from webargs.flaskparser import FlaskParser
+from werkzeug.routing import PathConverter
 
 from ..persistence.database import once_more_if_disconnected
 
@@ -40,3 +41,11 @@ def on_database_error(detail: str) -> Callable:
         return view
 
     return decorate
+
+
+class PathOfAnyText(PathConverter):
+    """Werkzeug's ``path``, line breaks included (its ``.`` stops at one): a recording id holding one
+    reaches the lookup, which answers it the contract's 404, instead of matching only the DELETE route,
+    whose plain segment takes line breaks, and answering 405."""
+
+    regex = "[^/][\\s\\S]*?"
