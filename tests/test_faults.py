@@ -333,7 +333,7 @@ def _holding(base: str, path: str, etag: str, holders: int, slow: int):
 
 @pytest.mark.xfail(
     reason="not met yet (README, 'Production: gunicorn behind nginx'): a few callbacks and lookups wait"
-    " 1 to 7 s, for TCP's SYN retries, when 10,000 connections overflow the listen queues",
+    " 1 to 10 s (likely SYN retries: 10,000 connections overflow the listen queues)",
     strict=False,
 )
 @pytest.mark.parametrize("front", ["direct", "nginx"])
