@@ -19,6 +19,16 @@ from collections import Counter
 stats: Counter = Counter()
 
 
+async def _connect(host: str, port: int, errors: str):
+    """A connection to the server, trying again a second after each refusal (counted as ``errors``)."""
+    while True:
+        try:
+            return await asyncio.open_connection(host, port)
+        except OSError:
+            stats[errors] += 1
+            await asyncio.sleep(1)
+
+
 async def holder(host: str, port: int, path: str, etag: str, started: asyncio.Event) -> None:
     request = (
         f"GET {path} HTTP/1.1\r\nHost: {host}\r\nIf-None-Match: {etag}\r\nPrefer: wait=30\r\n"
@@ -26,12 +36,7 @@ async def holder(host: str, port: int, path: str, etag: str, started: asyncio.Ev
     ).encode()
     first = True
     while True:
-        try:
-            reader, writer = await asyncio.open_connection(host, port)
-        except OSError:
-            stats["holder_errors"] += 1
-            await asyncio.sleep(1)
-            continue
+        reader, writer = await _connect(host, port, "holder_errors")
         try:
             writer.write(request)
             await writer.drain()
@@ -62,12 +67,7 @@ async def holder(host: str, port: int, path: str, etag: str, started: asyncio.Ev
 async def slow(host: str, port: int, payload: bytes, connected: asyncio.Event) -> None:
     first = True
     while True:
-        try:
-            reader, writer = await asyncio.open_connection(host, port)
-        except OSError:
-            stats["slow_connect_errors"] += 1
-            await asyncio.sleep(1)
-            continue
+        reader, writer = await _connect(host, port, "slow_connect_errors")
         if first:
             stats["slow_connected"] += 1
             if stats["slow_connected"] >= stats["slow"]:
