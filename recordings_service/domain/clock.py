@@ -10,5 +10,4 @@ def utcnow() -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """Format ``value`` as the contract does: ``2024-01-15T10:00:00.000Z`` (UTC, milliseconds)."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"

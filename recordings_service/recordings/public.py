@@ -118,10 +118,27 @@ def render(recording: Recording | Row, base: str | None = None) -> Rendered:
 # --- Reading ----------------------------------------------------------------------------------
 
 _recordings = Recording.__table__
+# What a body is made from (the schema's fields and the audio URL's), and no more: each column read
+# is a value to fetch and convert, on the lookup, the request clients make most.
+_BODY = [
+    _recordings.c[name]
+    for name in (
+        "recording_id",
+        "status",
+        "duration",
+        "recording_url",
+        "created_at",
+        "processed_at",
+        "failure_reason",
+        "audio_session_id",
+        "audio_removed_at",
+        "updated_at",
+    )
+]
 # A deleted recording is, to clients, no recording at all.
 _SHOWN = _recordings.c.deleted_at.is_(None)
-_BY_ID = select(_recordings).where(_recordings.c.recording_id == bindparam("recording_id"), _SHOWN)
-_BY_IDS = select(_recordings).where(
+_BY_ID = select(*_BODY).where(_recordings.c.recording_id == bindparam("recording_id"), _SHOWN)
+_BY_IDS = select(*_BODY).where(
     _recordings.c.recording_id.in_(bindparam("recording_ids", expanding=True)), _SHOWN
 )
 
@@ -131,7 +148,8 @@ def read(recording_id: str) -> Rendered | None:
     if not is_valid_recording_id(recording_id):
         return None
     cache = _cache()
-    key = (base_url(), recording_id)
+    base = base_url()
+    key = (base, recording_id)
     rendered = cache.get(key)
     if rendered is not None:
         return rendered
@@ -139,7 +157,7 @@ def read(recording_id: str) -> Rendered | None:
         row = connection.execute(_BY_ID, {"recording_id": recording_id}).first()
     if row is None:
         return None
-    rendered = render(row)
+    rendered = render(row, base)
     cache.keep(key, rendered)
     return rendered
 
@@ -176,7 +194,7 @@ def page(
     deep in the list costs what the first does. Each item dumps with ``RecordingSchema``.
     """
     query = (
-        select(_recordings)
+        select(_recordings.c.id, *_BODY)
         .where(_SHOWN)
         .order_by(_recordings.c.created_at.desc(), _recordings.c.id.desc())
         .limit(limit + 1)
