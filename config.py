@@ -129,9 +129,11 @@ class Config:
     RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "2"))
     WAIT_MAX_SECONDS = int(os.environ.get("WAIT_MAX_SECONDS", "30"))
     WAIT_POLL_INTERVAL = float(os.environ.get("WAIT_POLL_INTERVAL", "0.1"))
-    # Requests a worker holds waiting at once (half of the 1,000 connections gunicorn.conf.py gives a
-    # worker); beyond that, a request is answered at once.
+    # Requests a worker holds waiting at once (an eighth of the 4,096 connections gunicorn.conf.py gives
+    # a worker); beyond that, a request is answered at once, with Retry-After WAIT_FULL_RETRY_AFTER_SECONDS:
+    # longer than a poller's, so that clients over the budget cannot keep the workers busy re-asking.
     WAIT_MAX_HELD = int(os.environ.get("WAIT_MAX_HELD", "500"))
+    WAIT_FULL_RETRY_AFTER_SECONDS = int(os.environ.get("WAIT_FULL_RETRY_AFTER_SECONDS", "30"))
     # Completed recordings kept rendered in each process (about 0.5 KB each), each for at most
     # COMPLETED_CACHE_SECONDS: the bound within which every process serves a change to one (a replay).
     COMPLETED_CACHE_SIZE = int(os.environ.get("COMPLETED_CACHE_SIZE", "100000"))

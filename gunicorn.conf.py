@@ -11,6 +11,7 @@ import tempfile
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="recordings-metrics-"))
 
 from recordings_service.logs import gunicorn_logconfig  # noqa: E402
+from recordings_service.openfiles import worker_connections as _connections  # noqa: E402
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # One a core: a gevent worker keeps its core busy by itself. (make bench, 2 cores, gevent: 2 workers served
@@ -22,7 +23,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # with gevent once gunicorn has patched them. (GUNICORN_WORKER_CLASS=gthread is the measured alternative:
 # README, "Speed and survival".)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
-worker_connections = int(os.environ.get("GUNICORN_CONNECTIONS", "1000"))
+# Connections a worker serves at once (4,096 unless GUNICORN_CONNECTIONS says), within its open-file
+# limit, which is raised to the hard limit: set above it, gunicorn refuses to start; the default is
+# lowered to it, with a warning (recordings_service/openfiles.py). A worker whose connections are all
+# taken stops accepting, and new clients wait in the listen queue, then in SYN retries (1 s, 3 s, 7 s).
+worker_connections, _connections_warning = _connections(os.environ.get("GUNICORN_CONNECTIONS"))
 threads = int(os.environ.get("GUNICORN_THREADS", "64"))  # gthread only
 # Kept-alive connections wait this long for their next request; with gevent it is also the time a
 # client has to send a request's headers (gunicorn's async workers read them under this timeout), so a
@@ -43,6 +48,8 @@ control_socket_disable = True
 
 
 def on_starting(server):
+    if _connections_warning:
+        server.log.warning(_connections_warning)
     # Counts left by an earlier run of the server would be added to this one's.
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)

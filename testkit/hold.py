@@ -52,16 +52,17 @@ async def holder(host: str, port: int, path: str, etag: str, started: asyncio.Ev
             continue
         finally:
             writer.close()
-        head = answer.split(b"\r\n\r\n", 1)[0].lower()
-        if b"preference-applied" in head:
+        # The header fields by name: a name may appear inside another's value (the CORS
+        # Access-Control-Expose-Headers lists Preference-Applied on every answer).
+        fields = dict(
+            line.split(b":", 1) for line in answer.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")[1:]
+            if b":" in line
+        )
+        if b"preference-applied" in fields:
             stats["waits_held"] += 1  # held, and ran its course: wait again
             continue
         stats["waits_answered_at_once"] += 1
-        retry_after = 2
-        for line in head.split(b"\r\n"):
-            if line.startswith(b"retry-after:"):
-                retry_after = int(line.split(b":", 1)[1])
-        await asyncio.sleep(retry_after)
+        await asyncio.sleep(int(fields.get(b"retry-after", b"2")))
 
 
 async def slow(host: str, port: int, payload: bytes, connected: asyncio.Event) -> None:

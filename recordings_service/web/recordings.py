@@ -34,7 +34,8 @@ LOOKUP_HEADERS = {
     },
     "Cache-Control": {"description": "no-cache: revalidate with If-None-Match", "schema": {"type": "string"}},
     "Retry-After": {
-        "description": "While recording or processing: seconds before polling again",
+        "description": "While recording or processing: seconds before polling again (longer when a"
+        " Prefer: wait could not be held)",
         "schema": {"type": "integer"},
     },
     "Preference-Applied": {"description": "wait=N when the request was held", "schema": {"type": "string"}},
@@ -99,6 +100,7 @@ def get_recording(recording_id: str):
         and rendered.status is not Status.COMPLETED
         and request.if_none_match.contains_weak(rendered.etag)
     )
+    refused = False
     if waited:
         try:
             rendered = (
@@ -106,7 +108,7 @@ def get_recording(recording_id: str):
                 or rendered
             )
         except Full:
-            waited = False
+            waited, refused = False, True
     # If-None-Match is the one precondition a lookup honours (RFC 9110 13.1.2: weak comparison).
     # Checked here rather than with Response.make_conditional, which also parses dates and ranges
     # the lookup never sends: a tenth of the lookup's time.
@@ -119,7 +121,11 @@ def get_recording(recording_id: str):
     response.set_etag(rendered.etag)
     response.headers["Cache-Control"] = "no-cache"  # revalidate: send the ETag back
     if not rendered.status.is_terminal:
-        response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER_SECONDS"])
+        # A wait the worker could not hold (it holds all it may) is told to back off for longer than a
+        # poller: clients over the budget asking again every RETRY_AFTER_SECONDS would take the workers'
+        # time from callbacks and lookups (make faults).
+        after = "WAIT_FULL_RETRY_AFTER_SECONDS" if refused else "RETRY_AFTER_SECONDS"
+        response.headers["Retry-After"] = str(current_app.config[after])
     if waited:
         response.headers["Preference-Applied"] = f"wait={wait}"
     return response
