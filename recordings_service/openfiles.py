@@ -10,18 +10,16 @@ system allows (the hard limit, as nginx's worker_rlimit_nofile does), and then:
 
 import resource
 
+from config import ConfigError
+
 # Connections each worker serves at once, held waits (at most WAIT_MAX_HELD) and slow clients included:
-# a connection costs a greenlet and a socket. make faults: 2,500 held waits and 5,000 byte-a-second
-# senders on 5 workers took up to about 3,000 connections in one worker.
+# a connection costs a greenlet and a socket. make faults (when it ran 5 workers): 2,500 held waits and
+# 5,000 byte-a-second senders took up to about 3,000 connections in one worker.
 DEFAULT_CONNECTIONS = 4096
 
 # Files a worker has open besides its clients: the listening socket, the database pool, logs, the
 # metrics files, audio being stored, the interpreter's own.
 RESERVED_FILES = 128
-
-
-class ConfigError(RuntimeError):
-    """The server's settings cannot be honoured on this system."""
 
 
 def raise_open_file_limit() -> int:

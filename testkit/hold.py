@@ -55,7 +55,8 @@ async def holder(host: str, port: int, path: str, etag: str, started: asyncio.Ev
         # The header fields by name: a name may appear inside another's value (the CORS
         # Access-Control-Expose-Headers lists Preference-Applied on every answer).
         fields = dict(
-            line.split(b":", 1) for line in answer.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")[1:]
+            line.split(b":", 1)
+            for line in answer.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")[1:]
             if b":" in line
         )
         if b"preference-applied" in fields:

@@ -1,14 +1,18 @@
 """Configuration: what each environment needs, and production refusing to start unsafely."""
 
+import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from config import ConfigError, ProductionConfig, database_url
 from recordings_service import create_app
 from testkit.config import config_for
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(
@@ -134,3 +138,29 @@ def test_production_takes_a_callback_token_of_32_characters(tmp_path):
     )
 
     assert create_app(config).config["VOICE_CALLBACK_TOKEN"] == "x" * 32
+
+
+def _connections_under(limit: int, requested: str | None) -> subprocess.CompletedProcess:
+    """openfiles.worker_connections(requested) in a process whose open-file limit is ``limit`` (soft and
+    hard: a process cannot raise its hard limit again, so not this one)."""
+    code = (
+        "import resource, sys\n"
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit}))\n"
+        "from recordings_service.openfiles import worker_connections\n"
+        f"print(worker_connections({requested!r}))\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_gunicorn_serves_the_connections_its_open_file_limit_allows():
+    default = _connections_under(8192, None)
+    lowered = _connections_under(1024, None)
+    refused = _connections_under(1024, "4000")
+    asked = _connections_under(1024, "500")
+
+    assert default.stdout.strip() == "(4096, None)"
+    connections, warning = ast.literal_eval(lowered.stdout)
+    assert connections == 1024 - 128 and "RLIMIT_NOFILE" in warning
+    assert refused.returncode != 0 and "GUNICORN_CONNECTIONS=4000" in refused.stderr
+    assert "ConfigError" in refused.stderr
+    assert asked.stdout.strip() == "(500, None)"

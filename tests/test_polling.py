@@ -145,6 +145,30 @@ def test_a_held_request_with_no_change_ends_in_a_304_after_the_wait(make_app):
     assert time.monotonic() - started >= 0.9  # it was held, not answered at once
 
 
+def test_a_wait_over_the_workers_budget_is_answered_at_once_and_told_to_come_back_later(make_app):
+    app = make_app(WAIT_MAX_HELD=1, WAIT_FULL_RETRY_AFTER_SECONDS=17, WAIT_MAX_SECONDS=3)
+    client = app.test_client()
+    client.post("/api/v1/voice/recordings", json={"recording_id": "conf_1"})
+    etag = client.get(LOOKUP + "conf_1").headers["ETag"]
+    wait = {"If-None-Match": etag, "Prefer": "wait=3"}
+
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(app.test_client().get, LOOKUP + "conf_1", headers=wait)
+        time.sleep(0.3)
+        assert not held.done()  # the one wait the worker may hold
+        started = time.monotonic()
+        over = client.get(LOOKUP + "conf_1", headers=wait)
+        answered_in = time.monotonic() - started
+        poll = client.get(LOOKUP + "conf_1", headers={"If-None-Match": etag})
+        first = held.result(timeout=20)
+
+    assert over.status_code == 304 and answered_in < 2  # at once, not after its 3 s
+    assert "Preference-Applied" not in over.headers  # RFC 7240: the preference was not honoured
+    assert over.headers["Retry-After"] == "17"  # WAIT_FULL_RETRY_AFTER_SECONDS, not a poller's 2
+    assert poll.headers["Retry-After"] == "2"
+    assert first.status_code == 304 and first.headers["Preference-Applied"] == "wait=3"
+
+
 def test_a_held_request_is_answered_with_the_change_that_wakes_it(app, client, live):
     etag = client.get(LOOKUP + live).headers["ETag"]
 
