@@ -303,7 +303,7 @@ def _timed(kind: str, send) -> tuple[str, int | None, float]:
 
 def _figures(seconds: list[float]) -> str:
     ordered = sorted(seconds)
-    p50, p99 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99) - 1]
+    p50, p99 = ordered[len(ordered) // 2], _p99(seconds)
     return f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms"
 
 
