@@ -118,22 +118,11 @@ def render(recording: Recording | Row, base: str | None = None) -> Rendered:
 # --- Reading ----------------------------------------------------------------------------------
 
 _recordings = Recording.__table__
-# What a body is made from (the schema's fields and the audio URL's), and no more: each column read
-# is a value to fetch and convert, on the lookup, the request clients make most.
-_BODY = [
-    _recordings.c[name]
-    for name in (
-        "recording_id",
-        "status",
-        "duration",
-        "recording_url",
-        "created_at",
-        "processed_at",
-        "failure_reason",
-        "audio_session_id",
-        "audio_removed_at",
-        "updated_at",
-    )
+# What a body is made from, and no more: the schema's fields that are columns, and what ``_Shown``
+# makes the audio URL from. Each column read is a value to fetch and convert, on the lookup, the
+# request clients make most.
+_BODY = [column for column in _recordings.c if column.name in recording_schema.fields] + [
+    _recordings.c.audio_session_id
 ]
 # A deleted recording is, to clients, no recording at all.
 _SHOWN = _recordings.c.deleted_at.is_(None)
