@@ -159,14 +159,44 @@ def test_a_wait_over_the_workers_budget_is_answered_at_once_and_told_to_come_bac
         started = time.monotonic()
         over = client.get(LOOKUP + "conf_1", headers=wait)
         answered_in = time.monotonic() - started
+        more = [client.get(LOOKUP + "conf_1", headers=wait).headers["Retry-After"] for _ in range(20)]
         poll = client.get(LOOKUP + "conf_1", headers={"If-None-Match": etag})
         first = held.result(timeout=20)
 
     assert over.status_code == 304 and answered_in < 2  # at once, not after its 3 s
     assert "Preference-Applied" not in over.headers  # RFC 7240: the preference was not honoured
-    assert over.headers["Retry-After"] == "17"  # WAIT_FULL_RETRY_AFTER_SECONDS, not a poller's 2
+    # WAIT_FULL_RETRY_AFTER_SECONDS to twice that, not a poller's 2; spread, so that the clients turned
+    # away together do not come back together.
+    assert all(17 <= int(after) <= 34 for after in [over.headers["Retry-After"], *more])
+    assert len(set(more)) > 1
     assert poll.headers["Retry-After"] == "2"
     assert first.status_code == 304 and first.headers["Preference-Applied"] == "wait=3"
+
+
+def test_lookups_do_not_queue_behind_the_database_reads_of_requests_asking_to_wait(make_app):
+    # A pool of 4: reads take 3 of its connections, and the requests asking to wait one of those.
+    app = make_app(DB_POOL_SIZE=4, DB_MAX_OVERFLOW=0, WAIT_MAX_SECONDS=1)
+    client = app.test_client()
+    client.post("/api/v1/voice/recordings", json={"recording_id": "conf_1"})
+    etag = client.get(LOOKUP + "conf_1").headers["ETag"]
+    share = app.extensions["database_reads"].waits
+    share.acquire()  # as if a wave of waits were being read: the ones below queue for their share
+    with ThreadPoolExecutor(6) as pool:
+        waits = [
+            pool.submit(
+                app.test_client().get, LOOKUP + "conf_1", headers={"If-None-Match": etag, "Prefer": "wait=1"}
+            )
+            for _ in range(6)
+        ]
+        time.sleep(0.3)
+        lookup = client.get(LOOKUP + "conf_1")  # not behind them: answered while they queue
+        queued = [not wait.done() for wait in waits]
+        share.release()
+        answers = [wait.result(timeout=20) for wait in waits]
+
+    assert lookup.status_code == 200
+    assert queued == [True] * 6
+    assert [answer.status_code for answer in answers] == [304] * 6
 
 
 def test_a_held_request_is_answered_with_the_change_that_wakes_it(app, client, live):

@@ -7,7 +7,7 @@ import select
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import ParamSpec, TypeVar
 
 from flask import Flask, current_app
@@ -45,22 +45,27 @@ def write_transaction() -> Iterator[Session]:
 
 
 @contextmanager
-def single_read() -> Iterator[Connection]:
+def single_read(waiting: bool = False) -> Iterator[Connection]:
     """A connection for one read statement, outside any transaction: no BEGIN and ROLLBACK around it.
 
     One statement sees one consistent snapshot on its own; the transaction would only add round trips
     (PostgreSQL) or statements (SQLite) to the lookup, the request clients make most.
 
     Reads take at most all but one of the pool's connections: however many lookups arrive at once,
-    a callback (a write) always finds a connection.
+    a callback (a write) always finds a connection. The reads of requests asking to wait
+    (``waiting``) take at most a third of those: clients holding waits arrive in waves (their waits
+    end together, those told to come back later come back together), and a lookup must not queue
+    behind a wave of them.
     """
     engine = db.engine
     if engine.dialect.name == "sqlite":
         options = {"sqlite_begin": None}
     else:
         options = {"isolation_level": "AUTOCOMMIT"}
+    shares = current_app.extensions["database_reads"]
     with (
-        current_app.extensions["database_reads"],
+        shares.waits if waiting else nullcontext(),
+        shares.reads,
         engine.connect().execution_options(**options) as connection,
     ):
         yield connection
@@ -156,8 +161,16 @@ def init_app(app: Flask) -> None:
     """Tune the engine for its database and set the share of the pool reads may take."""
     with app.app_context():
         configure_engine(db.engine)
-    connections = app.config["DB_POOL_SIZE"] + app.config["DB_MAX_OVERFLOW"]
-    app.extensions["database_reads"] = threading.BoundedSemaphore(max(connections - 1, 1))
+    app.extensions["database_reads"] = ReadShares(app.config["DB_POOL_SIZE"] + app.config["DB_MAX_OVERFLOW"])
+
+
+class ReadShares:
+    """What of a process's pooled connections reads may take (``single_read``): all but one, so a
+    write always finds one; and of those, waiting requests a third."""
+
+    def __init__(self, connections: int):
+        self.reads = threading.BoundedSemaphore(max(connections - 1, 1))
+        self.waits = threading.BoundedSemaphore(max((connections - 1) // 3, 1))
 
 
 def configure_engine(engine: Engine) -> None:

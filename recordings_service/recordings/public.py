@@ -132,8 +132,9 @@ _BY_IDS = select(*_BODY).where(
 )
 
 
-def read(recording_id: str) -> Rendered | None:
-    """Return the lookup body of ``recording_id``, or None when there is no such recording."""
+def read(recording_id: str, waiting: bool = False) -> Rendered | None:
+    """Return the lookup body of ``recording_id``, or None when there is no such recording.
+    ``waiting``: for a request that asks to wait (``single_read``)."""
     if not is_valid_recording_id(recording_id):
         return None
     cache = _cache()
@@ -142,7 +143,7 @@ def read(recording_id: str) -> Rendered | None:
     rendered = cache.get(key)
     if rendered is not None:
         return rendered
-    with single_read() as connection:
+    with single_read(waiting) as connection:
         row = connection.execute(_BY_ID, {"recording_id": recording_id}).first()
     if row is None:
         return None

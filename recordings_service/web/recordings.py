@@ -1,6 +1,7 @@
 """The recordings API under ``/api/v1/voice`` (the ``voice`` blueprint): lookup, listing, registration."""
 
 import logging
+import random
 import re
 from collections.abc import Callable
 
@@ -89,10 +90,10 @@ def list_recordings(query: dict):
 @on_database_error(QUERY_FAILED)
 def get_recording(recording_id: str):
     """Retrieve the status and details of a voice recording."""
-    rendered = public.read(recording_id)
+    wait = requested_wait(request.headers.get("Prefer"), current_app.config["WAIT_MAX_SECONDS"])
+    rendered = public.read(recording_id, waiting=wait is not None)
     if rendered is None:
         abort(404, message=NOT_FOUND)
-    wait = requested_wait(request.headers.get("Prefer"), current_app.config["WAIT_MAX_SECONDS"])
     # A completed recording will not change while a client waits: answer at once. The tag is compared
     # weakly, as below: a front that compresses (deploy/nginx.conf's gzip) hands clients W/"...".
     waited = (
@@ -121,14 +122,22 @@ def get_recording(recording_id: str):
     response.set_etag(rendered.etag)
     response.headers["Cache-Control"] = "no-cache"  # revalidate: send the ETag back
     if not rendered.status.is_terminal:
-        # A wait the worker could not hold (it holds all it may) is told to back off for longer than a
-        # poller: clients over the budget asking again every RETRY_AFTER_SECONDS would take the workers'
-        # time from callbacks and lookups (make faults).
-        after = "WAIT_FULL_RETRY_AFTER_SECONDS" if refused else "RETRY_AFTER_SECONDS"
-        response.headers["Retry-After"] = str(current_app.config[after])
+        config = current_app.config
+        after = (
+            _back_off(config["WAIT_FULL_RETRY_AFTER_SECONDS"]) if refused else config["RETRY_AFTER_SECONDS"]
+        )
+        response.headers["Retry-After"] = str(after)
     if waited:
         response.headers["Preference-Applied"] = f"wait={wait}"
     return response
+
+
+def _back_off(seconds: int) -> int:
+    """The Retry-After of a wait the worker could not hold (it holds all it may): longer than a
+    poller's, since clients over the budget asking again every RETRY_AFTER_SECONDS would take the
+    worker's time from callbacks and lookups; and between ``seconds`` and twice that, at random, since
+    the clients turned away together (a wave) must not all come back together (make faults)."""
+    return random.randint(seconds, 2 * seconds)
 
 
 _SECONDS = re.compile(r"[0-9]{1,10}")
