@@ -91,7 +91,8 @@ def list_recordings(query: dict):
 def get_recording(recording_id: str):
     """Retrieve the status and details of a voice recording."""
     wait = requested_wait(request.headers.get("Prefer"), current_app.config["WAIT_MAX_SECONDS"])
-    rendered = public.read(recording_id, waiting=wait is not None)
+    # A request that may be held: its read takes the waits' share of the database (single_read).
+    rendered = public.read(recording_id, waiting=wait is not None and bool(request.if_none_match))
     if rendered is None:
         abort(404, message=NOT_FOUND)
     # A completed recording will not change while a client waits: answer at once. The tag is compared
