@@ -127,6 +127,29 @@ def test_a_late_callback_of_a_deleted_recording_is_kept_redacted_and_revives_not
     assert "replayed 0 recordings" in runner.invoke(args=["recordings", "replay"]).output
 
 
+def test_a_session_of_a_deleted_provisional_recording_is_not_adopted(app, client, media):
+    # A callback came first: the session got a provisional recording, named after it, which was deleted;
+    # a late callback was kept redacted. Naming the session now must not revive the deleted data.
+    for fields in fixture_call("recorded-call"):
+        fields = {**fields, "sessionId": "ATVId_orphan"}
+        if "recordingUrl" in fields:
+            fields["recordingUrl"] = media.serve_file("/orphan.mp3")
+        assert client.post(CALLBACK, data=fields).status_code == 200
+    assert client.delete(LOOKUP + "ATVId_orphan").status_code == 204
+    late = fixture_call("recorded-call")[-1] | {"sessionId": "ATVId_orphan", "recordingUrl": ""}
+    assert client.post(CALLBACK, data=late).status_code == 200
+    before = snapshot(app, "ATVId_orphan")
+
+    answer = client.post(
+        "/api/v1/voice/recordings", json={"recording_id": "conf_late", "session_ids": ["ATVId_orphan"]}
+    )
+
+    assert answer.status_code == 409, answer.json
+    assert answer.json["detail"]
+    assert client.get(LOOKUP + "conf_late").status_code == 404  # nothing registered
+    assert snapshot(app, "ATVId_orphan") == before
+
+
 def test_deletion_tells_the_webhooks_and_stops_what_was_still_to_send(make_app, storage_settings, media):
     with Receiver(statuses=[500]) as hooks:
         app = make_app(

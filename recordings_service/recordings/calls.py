@@ -233,10 +233,10 @@ def _name(recording: Recording, leg: CallSession, session_id: str) -> str | None
                 recording.recording_id,
             )
             return None
-        ((owner_pk, provisional),) = owners.values()
-        if not provisional:
+        ((owner_pk, adoptable),) = owners.values()
+        if not adoptable:
             log.warning(
-                "AT named %s for recording %s, but another recording holds it",
+                "AT named %s for recording %s, but another recording (named, or deleted) holds it",
                 session_id,
                 recording.recording_id,
             )

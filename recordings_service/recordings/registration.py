@@ -34,7 +34,8 @@ class SessionConflict(Exception):
 
 def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -> list[str]:
     """Bind AT ``session_ids`` to ``recording``, adopting those a provisional recording holds; return
-    those bound to another named recording (then nothing is adopted: the caller gives up).
+    those bound to another named recording, or to a deleted one (then nothing is adopted: the caller
+    gives up). A deleted recording's callbacks are redacted: adopting them would revive nothing true.
 
     Sessions are inserted in sorted order, so two transactions naming the same sessions wait for each
     other in the same order instead of each holding one the other needs (a deadlock on PostgreSQL).
@@ -49,7 +50,7 @@ def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -
     insert_ignoring_conflicts(db.session, CallSession.__table__, rows, unique=["session_id"])
     while True:
         owners = owners_of(wanted, recording)
-        named = sorted(sid for sid, (_, provisional) in owners.items() if not provisional)
+        named = sorted(sid for sid, (_, adoptable) in owners.items() if not adoptable)
         if named:
             return named
         if not owners or adopt(recording, sorted({pk for pk, _ in owners.values()})):
@@ -58,10 +59,10 @@ def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -
 
 
 def owners_of(session_ids: list[str], recording: Recording) -> dict[str, tuple[int, bool]]:
-    """The sessions among ``session_ids`` that another recording holds: its key, and whether it is
-    provisional."""
+    """The sessions among ``session_ids`` that another recording holds: its key, and whether it may be
+    adopted (provisional, and not deleted)."""
     query = (
-        select(CallSession.session_id, Recording.pk, Recording.provisional)
+        select(CallSession.session_id, Recording.pk, Recording.provisional & Recording.deleted_at.is_(None))
         .join(Recording, Recording.pk == CallSession.recording_pk)
         .where(CallSession.session_id.in_(session_ids), Recording.pk != recording.pk)
     )
@@ -71,9 +72,9 @@ def owners_of(session_ids: list[str], recording: Recording) -> dict[str, tuple[i
 def adopt(recording: Recording, provisional_pks: list[int]) -> bool:
     """Move everything of the provisional recordings ``provisional_pks`` (sorted) to ``recording``
     (locked), remove them and rebuild ``recording``. False, changing nothing, when one of them is no
-    longer a provisional recording once locked."""
+    longer a provisional recording, or was deleted, once locked."""
     provisionals = [find_and_lock(pk=pk) for pk in provisional_pks]
-    if any(found is None or not found.provisional for found in provisionals):
+    if any(found is None or not found.provisional or found.deleted_at is not None for found in provisionals):
         return False
     moved = CallSession.recording_pk.in_(provisional_pks)
     db.session.execute(update(CallSession).where(moved).values(recording_pk=recording.pk))
