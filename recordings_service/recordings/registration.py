@@ -117,8 +117,8 @@ def register_recording(
     """Create the recording (or find it, adding sessions) and commit; return it as clients see it and
     whether it is new.
 
-    Raises ``SessionConflict``, changing nothing, when a session belongs to another named recording,
-    and ``RecordingDeleted`` for the id of a deleted recording.
+    Raises ``SessionConflict``, changing nothing, when a session belongs to another named (or deleted)
+    recording, and ``RecordingDeleted`` for the id of a deleted recording.
     """
     now = utcnow()
     with write_transaction() as session:

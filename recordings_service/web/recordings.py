@@ -156,7 +156,9 @@ def requested_wait(prefer: str | None, most: int) -> int | None:
 @blp.arguments(RegistrationSchema)
 @blp.response(201, RecordingSchema, description="Created")
 @blp.alt_response(200, schema=RecordingSchema, description="Known already; new sessions added")
-@blp.alt_response(409, schema=ErrorSchema, description="A session belongs to another named recording")
+@blp.alt_response(
+    409, schema=ErrorSchema, description="A session belongs to another named recording, or to a deleted one"
+)
 @blp.alt_response(415, schema=ErrorSchema, description="The body is not JSON")
 @blp.alt_response(
     422,
