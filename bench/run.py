@@ -5,9 +5,9 @@ The app, the baseline and the ceiling are served by gunicorn with gunicorn.conf.
 serves the app; the seed's stack (FastAPI, SQLAlchemy ORM) by `uvicorn --workers 2`, as it was run. wrk
 runs 1 thread, 16 connections, 10 s (after a 2 s warm-up), random existing ids with 1 in 10 missing; each
 server is measured three times, in turn: its best throughput (with that run's p50) and its median p99
-are kept. Also measured: the lookup at 10,000 and 1,000,000 rows, callbacks applied per second (PostgreSQL), memory per worker, and the worker
-(bench/work.py): recordings stored per second, peak memory fetching a 50 MB recording. Prints a table
-and writes bench/results.json. Needs wrk, and PostgreSQL at BENCH_POSTGRES_URL (default: the local one).
+are kept. Also measured: the lookup at 10,000 and 1,000,000 rows, callbacks applied per second
+(PostgreSQL), memory per worker, and the worker (bench/work.py): recordings stored per second, peak
+memory fetching a 50 MB recording. Prints a table and writes bench/results.json. Needs wrk, and PostgreSQL at BENCH_POSTGRES_URL (default: the local one).
 """
 
 import json
