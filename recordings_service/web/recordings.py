@@ -92,13 +92,14 @@ def get_recording(recording_id: str):
     """Retrieve the status and details of a voice recording."""
     wait = requested_wait(request.headers.get("Prefer"), current_app.config["WAIT_MAX_SECONDS"])
     # A request that may be held: its read takes the waits' share of the database (single_read).
-    rendered = public.read(recording_id, waiting=wait is not None and bool(request.if_none_match))
+    may_wait = wait is not None and bool(request.if_none_match)
+    rendered = public.read(recording_id, waiting=may_wait)
     if rendered is None:
         abort(404, message=NOT_FOUND)
     # A completed recording will not change while a client waits: answer at once. The tag is compared
     # weakly, as below: a front that compresses (deploy/nginx.conf's gzip) hands clients W/"...".
     waited = (
-        wait is not None
+        may_wait
         and rendered.status is not Status.COMPLETED
         and request.if_none_match.contains_weak(rendered.etag)
     )
