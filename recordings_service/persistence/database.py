@@ -5,6 +5,7 @@ import functools
 import logging
 import select
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -169,8 +170,22 @@ class ReadShares:
     write always finds one; and of those, waiting requests a third."""
 
     def __init__(self, connections: int):
-        self.reads = threading.BoundedSemaphore(max(connections - 1, 1))
-        self.waits = threading.BoundedSemaphore(max((connections - 1) // 3, 1))
+        self.reads = _bounded_semaphore(max(connections - 1, 1))
+        self.waits = _bounded_semaphore(max((connections - 1) // 3, 1))
+
+
+def _bounded_semaphore(value: int):
+    """A bounded semaphore of threads, or of greenlets once gevent has patched ``threading`` (gunicorn's
+    gevent workers). threading's own, built on gevent's locks, hands the worker to every other greenlet
+    each time it is released (its Condition asks whether it holds its lock by trying to take it again,
+    and gevent yields on a failed try): each lookup was cut in two or three slices, each slice waiting
+    its turn behind every other request of the worker."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        from gevent.lock import BoundedSemaphore
+
+        return BoundedSemaphore(value)
+    return threading.BoundedSemaphore(value)
 
 
 def configure_engine(engine: Engine) -> None:
