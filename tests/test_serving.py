@@ -45,9 +45,11 @@ monkey.patch_all()
 import gevent
 import greenlet
 
-from recordings_service.persistence.database import ReadShares
+from sqlalchemy import create_engine
 
-shares = ReadShares(10)
+from recordings_service.persistence.database import Reads
+
+shares = Reads(create_engine("sqlite://"), 10)
 switches = []
 ready = gevent.spawn(lambda: None)  # another request, ready to run
 greenlet.settrace(lambda event, args: switches.append(event))
