@@ -68,23 +68,15 @@ recording_schema = RecordingSchema()
 AUDIO_PATH = "/api/v1/voice/recordings/{recording_id}/audio"
 
 
-class _Shown:
-    """A recording (a model or a row) as the schema dumps it: its columns, and the URLs made from them."""
-
-    __slots__ = ("_recording", "_base_url")
-
-    def __init__(self, recording, base_url: str):
-        self._recording = recording
-        self._base_url = base_url
-
-    def __getattr__(self, name: str):
-        return getattr(self._recording, name)
-
-    @property
-    def audio_url(self) -> str | None:
-        if self._recording.audio_session_id is None or self._recording.audio_removed_at is not None:
-            return None
-        return self._base_url + AUDIO_PATH.format(recording_id=self._recording.recording_id)
+def _shown(recording, base_url: str) -> dict:
+    """A recording (a model or a row of its table) as the schema dumps it: its columns, and the URLs made
+    from them. (A dict: marshmallow reads its keys in half the time it read a proxy's attributes.)"""
+    shown = {name: getattr(recording, name) for name in _SHOWN_COLUMNS}
+    if recording.audio_session_id is None or recording.audio_removed_at is not None:
+        shown["audio_url"] = None
+    else:
+        shown["audio_url"] = base_url + AUDIO_PATH.format(recording_id=recording.recording_id)
+    return shown
 
 
 def base_url() -> str:
@@ -110,20 +102,19 @@ class Rendered:
 def render(recording: Recording | Row, base: str | None = None) -> Rendered:
     """Serialise ``recording`` (a model or a row of its table) as the lookup answers it, its URLs under
     ``base`` (default: ``base_url()``)."""
-    shown = _Shown(recording, base or base_url())
-    body = json.dumps(recording_schema.dump(shown), separators=(",", ":")).encode()
+    shown = recording_schema.dump(_shown(recording, base or base_url()))
+    body = json.dumps(shown, separators=(",", ":")).encode()
     return Rendered(recording.recording_id, body, generate_etag(body), recording.status)
 
 
 # --- Reading ----------------------------------------------------------------------------------
 
 _recordings = Recording.__table__
-# What a body is made from, and no more: the schema's fields that are columns, and what ``_Shown``
+# What a body is made from, and no more: the schema's fields that are columns, and what ``_shown``
 # makes the audio URL from. Each column read is a value to fetch and convert, on the lookup, the
 # request clients make most.
-_BODY = [column for column in _recordings.c if column.name in recording_schema.fields] + [
-    _recordings.c.audio_session_id
-]
+_SHOWN_COLUMNS = [column.name for column in _recordings.c if column.name in recording_schema.fields]
+_BODY = [_recordings.c[name] for name in _SHOWN_COLUMNS] + [_recordings.c.audio_session_id]
 # A deleted recording is, to clients, no recording at all.
 _SHOWN = _recordings.c.deleted_at.is_(None)
 _BY_ID = select(*_BODY).where(_recordings.c.recording_id == bindparam("recording_id"), _SHOWN)
@@ -177,7 +168,7 @@ def page(
     created_before: datetime | None = None,
     limit: int = 50,
     after: PagePosition | None = None,
-) -> tuple[list[_Shown], PagePosition | None]:
+) -> tuple[list[dict], PagePosition | None]:
     """Return a page of recordings, newest first, and where the next page starts (None at the end).
 
     Pages are found by keyset (the last row's creation time and key, both in one index), so a page
@@ -201,7 +192,7 @@ def page(
     with single_read() as connection:
         rows = connection.execute(query).all()
     base = base_url()
-    items = [_Shown(row, base) for row in rows[:limit]]
+    items = [_shown(row, base) for row in rows[:limit]]
     if len(rows) <= limit:
         return items, None
     last = rows[limit - 1]
