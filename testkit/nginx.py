@@ -59,6 +59,7 @@ def render(upstream: str, port: int, prefix: Path) -> str:
         ),
         ("pid /run/nginx.pid;", f"pid {prefix}/nginx.pid;"),
         ("error_log /var/log/nginx/error.log warn;", f"error_log {prefix}/error.log warn;"),
+        ("error_log /var/log/nginx/error.log crit;", f"error_log {prefix}/error.log crit;"),
         ("access_log /var/log/nginx/recordings.access.log", f"access_log {prefix}/access.log"),
         ("server 127.0.0.1:8000 ", f"server {upstream} "),
         ("listen 80 ", f"listen 127.0.0.1:{port} "),

@@ -22,7 +22,7 @@ from recordings_service.extensions import db
 from recordings_service.persistence.models import StoredCallback
 from testkit.config import config_for
 from testkit.nginx import nginx
-from testkit.servers import FORM, gunicorn
+from testkit.servers import FORM, free_port, gunicorn
 from tests.support import CONTRACT_BODY, empty_tables, fixture_call
 
 pytestmark = pytest.mark.slow
@@ -156,6 +156,24 @@ def test_the_client_is_the_address_nginx_saw_for_the_network_check_and_the_logs(
     nginx_log = front.nginx.access_log.read_text()
     assert f"{CLIENT} [" in nginx_log and "POST /api/v1/voice/callback HTTP/1.1" in nginx_log
     assert TOKEN not in nginx_log
+
+
+def test_no_nginx_log_line_holds_the_callback_token_when_gunicorn_is_down_or_the_body_too_big():
+    """nginx's error lines quote the request line whole, and the callback's token is in its query."""
+    with nginx(f"http://127.0.0.1:{free_port()}") as proxy:  # nothing listens there: gunicorn is down
+        front = SimpleNamespace(port=proxy.port)
+        down = callback(front, session(RECORDED[0], "ATVId_front_down"))
+        too_big = request(front, "POST", CALLBACK, b"pad=" + b"x" * 100_000, FORM)
+        lookup = request(front, "GET", LOOKUP + "conf_down")
+        errors, access = proxy.error_log.read_text(), proxy.access_log.read_text()
+
+    assert (down[0], too_big[0], lookup[0]) == (502, 413, 502)
+    assert "conf_down" in errors  # the other requests' failures are still logged
+    assert TOKEN not in errors and TOKEN not in access
+    # The access log has each failure as the request the client made (not error_page's internal one).
+    assert '"POST /api/v1/voice/callback HTTP/1.1" 502' in access
+    assert '"POST /api/v1/voice/callback HTTP/1.1" 413' in access
+    assert '"GET /api/v1/voice/recordings/conf_down HTTP/1.1" 502' in access
 
 
 @pytest.mark.parametrize(
