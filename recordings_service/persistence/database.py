@@ -160,9 +160,9 @@ def init_app(app: Flask) -> None:
 
 class Reads:
     """How ``single_read`` reads: ``engine``, the app's engine with the options of one statement outside
-    a transaction (set once here, not on each connection: a tenth of a lookup's database time), and
-    the shares of the pool's connections reads may take: all but one, so a write always finds one;
-    and of those, waiting requests a third."""
+    a transaction (set once here rather than on each connection a lookup checks out), and the shares of
+    the pool's connections reads may take: all but one, so a write always finds one; and of those,
+    waiting requests a third."""
 
     def __init__(self, engine: Engine, connections: int):
         if engine.dialect.name == "sqlite":
