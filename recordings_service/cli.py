@@ -1,6 +1,5 @@
 """``flask recordings ...``: the operators' commands (the development ones are in ``devtools``)."""
 
-import hashlib
 import json
 import re
 from datetime import timedelta
@@ -79,8 +78,7 @@ def start_call_command(to, dial, sequential, caller, recording_id, idempotency_k
     body = {key: value for key, value in request.items() if value is not None}
     try:
         start = start_call_from(CallStartSchema().load(body), current_app.config)
-        request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        answer = calls.start_call(start, api, idempotency_key, request_hash)
+        answer = calls.start_call(start, api, idempotency_key, calls.request_hash(body))
     except (ma.ValidationError, ValueError) as error:
         raise click.BadParameter(str(error)) from error
     except (calls.KeyReused, calls.StartInProgress, RecordingDeleted) as error:

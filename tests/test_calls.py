@@ -187,6 +187,42 @@ def test_a_repeated_idempotency_key_places_no_second_call(at_app, at_client, fak
         assert db.session.execute(sa.select(sa.func.count()).select_from(CallSession)).scalar_one() == 2
 
 
+def test_a_client_using_another_clients_idempotency_key_gets_nothing_of_theirs(make_app, fake_at):
+    settings = dict(AT_USERNAME="recordings", AT_API_KEY=fake_at.api_key, AT_VOICE_API_URL=fake_at.url)
+    app = make_app(API_AUTH_REQUIRED=True, AT_VOICE_NUMBER=AT_NUMBER, **settings)
+    runner, client = app.test_cli_runner(), app.test_client()
+    dashboard, crm = (
+        runner.invoke(args=["recordings", "create-api-key", name]).output.strip()
+        for name in ("dashboard", "crm")
+    )
+    request = {"recording_id": "conf_1", "to": [A], "dial": DIAL}
+
+    def start(api_key):
+        headers = {"Idempotency-Key": "k-shared", "Authorization": f"Bearer {api_key}"}
+        return client.post(CALLS, json=request, headers=headers)
+
+    first, other, again = start(dashboard), start(crm), start(dashboard)
+
+    assert (first.status_code, other.status_code, again.status_code) == (201, 422, 201)
+    assert again.json == first.json
+    assert other.json == {
+        "detail": "This Idempotency-Key came with another request: use a new key for a new start"
+    }
+    assert fake_at.calls == 1
+
+
+def test_the_cli_and_the_api_keep_one_answer_for_one_idempotency_key(at_app, at_client, fake_at):
+    request = {"recording_id": "conf_1", "to": [A], "dial": DIAL}
+    first = at_client.post(CALLS, json=request, headers={"Idempotency-Key": "k-1"})
+    args = ["recordings", "start-call", "--to", A, "--dial", DIAL[0], "--recording-id", "conf_1"]
+    again = at_app.test_cli_runner().invoke(args=[*args, "--idempotency-key", "k-1"])
+
+    assert first.status_code == 201
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output) == first.json
+    assert fake_at.calls == 1
+
+
 def test_a_retry_of_a_refused_start_gets_the_refusal_again_without_asking_at(at_client, fake_at):
     fake_at.statuses = {A: "InsufficientCredit"}
     key = {"Idempotency-Key": "k-1"}

@@ -10,6 +10,7 @@ With an ``Idempotency-Key`` the answer is kept (in the database, so any process 
 the same key and body gets it again, and AT is not asked twice.
 """
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -62,6 +63,15 @@ class KeyReused(Exception):
 
 class StartInProgress(Exception):
     """The request first made with this Idempotency-Key has not been answered yet."""
+
+
+def request_hash(body: dict, caller: str = "") -> str:
+    """What an Idempotency-Key is kept with: the request's JSON in one canonical form (the same request
+    however its keys are ordered or spaced), and who sent it (``web.auth.caller``; "" with keys off and
+    from the CLI). A client using another's key is making another request: refused, never answered with
+    the other client's call."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{caller}\n{canonical}".encode()).hexdigest()
 
 
 def start_call(start: CallStart, api: VoiceApi, key: str | None = None, request_hash: str = "") -> Answer:

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Callable
 
 from apispec import BasePlugin
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
@@ -86,6 +86,12 @@ def require_api_key():
             message=UNAUTHORIZED,
             headers={"WWW-Authenticate": 'Bearer realm="recordings-service"'},
         )
+    g.caller = _digest(key.strip())
+
+
+def caller() -> str:
+    """Who made this request: its API key (as stored, a digest), or "" when keys are off."""
+    return g.get("caller", "")
 
 
 class _UnauthorizedResponses(BasePlugin):

@@ -1,6 +1,5 @@
 """``POST /api/v1/voice/calls`` (the ``calls`` blueprint): starting recorded calls through Africa's Talking."""
 
-import hashlib
 import json
 
 from flask import Response, current_app, request, url_for
@@ -9,6 +8,7 @@ from flask_smorest import abort
 from ..errors import ErrorSchema
 from ..recordings import calls, events
 from ..recordings.registration import RecordingDeleted
+from .auth import caller
 from .blueprints import Blueprint, on_database_error
 from .schemas import CallStartedSchema, CallStartSchema
 
@@ -21,7 +21,7 @@ IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     "description": "Any unique string (a UUID): a retry with the same key and body gets the first answer "
-    "and places no second call; with another body, 422",
+    "and places no second call; with another body, or from another API key, 422",
 }
 KEY_MAX_LENGTH = 255
 
@@ -77,7 +77,7 @@ def start_call(body: dict):
         except events.UnusableEndpoint as refusal:
             abort(422, message=f"Invalid request: status_callback_url: {refusal}")
     try:
-        answer = calls.start_call(start, api, key, _request_hash())
+        answer = calls.start_call(start, api, key, calls.request_hash(request.get_json(), caller()))
     except calls.KeyReused:
         abort(422, message="This Idempotency-Key came with another request: use a new key for a new start")
     except calls.StartInProgress:
@@ -92,9 +92,3 @@ def start_call(body: dict):
     if answer.recording_id:
         response.headers["Location"] = url_for("voice.get_recording", recording_id=answer.recording_id)
     return response
-
-
-def _request_hash() -> str:
-    # The JSON as sent, in one canonical form: the same request however its keys are ordered or spaced.
-    canonical = json.dumps(request.get_json(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
