@@ -3,6 +3,7 @@ HTTP helpers to talk to it."""
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -19,9 +20,35 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing is bound to, for a server to listen on, taken below the kernel's ephemeral range.
+
+    A port from that range (what binding port 0 gives) can be handed to an outgoing connection, a
+    database's or a client's, between this check and the server's own bind, which then fails with
+    "Address already in use" (seen in CI: gunicorn gave up after 5 s)."""
+    first_ephemeral = _first_ephemeral_port()
+    if first_ephemeral - _LOWEST < 1000:  # a kernel handing out nearly every port: no safe range
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    while True:
+        port = _random.randrange(_LOWEST, first_ephemeral)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # as gunicorn binds: free on every address
+            except OSError:
+                continue
+            return port
+
+
+_LOWEST = 10_000
+_random = random.SystemRandom()
+
+
+def _first_ephemeral_port() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def http(method: str, url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10):
