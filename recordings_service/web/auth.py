@@ -62,9 +62,10 @@ def revoke_api_key(name: str) -> None:
 
 
 @once_more_if_disconnected
-def is_valid_api_key(key: str) -> bool:
-    """Whether ``key`` is a key made here and not revoked: one statement, outside any transaction."""
-    query = select(ApiKey.pk).filter_by(key_hash=_digest(key), revoked_at=None)
+def _is_current(digest: str) -> bool:
+    """Whether ``digest`` is that of a key made here and not revoked: one statement, outside any
+    transaction."""
+    query = select(ApiKey.pk).filter_by(key_hash=digest, revoked_at=None)
     with single_read() as connection:
         return connection.execute(query).first() is not None
 
@@ -80,13 +81,15 @@ def require_api_key():
     if getattr(view, "is_public", False):
         return
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip() or not is_valid_api_key(key.strip()):
+    key = key.strip()
+    digest = _digest(key) if key else None
+    if scheme.lower() != "bearer" or digest is None or not _is_current(digest):
         abort(
             401,
             message=UNAUTHORIZED,
             headers={"WWW-Authenticate": 'Bearer realm="recordings-service"'},
         )
-    g.caller = _digest(key.strip())
+    g.caller = digest
 
 
 def caller() -> str:
