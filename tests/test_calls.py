@@ -23,15 +23,20 @@ A, B = "+254711000001", "+254711000002"
 DIAL = ["+254722000111"]
 
 
+def at_settings(fake_at) -> dict:
+    """The settings of an app that starts calls through ``fake_at``."""
+    return {
+        "AT_USERNAME": "recordings",
+        "AT_API_KEY": fake_at.api_key,
+        "AT_VOICE_API_URL": fake_at.url,
+        "AT_VOICE_NUMBER": AT_NUMBER,
+        "AT_VOICE_TIMEOUT_SECONDS": 0.5,
+    }
+
+
 @pytest.fixture
 def at_app(make_app, fake_at):
-    return make_app(
-        AT_USERNAME="recordings",
-        AT_API_KEY=fake_at.api_key,
-        AT_VOICE_API_URL=fake_at.url,
-        AT_VOICE_NUMBER=AT_NUMBER,
-        AT_VOICE_TIMEOUT_SECONDS=0.5,
-    )
+    return make_app(**at_settings(fake_at))
 
 
 @pytest.fixture
@@ -188,8 +193,7 @@ def test_a_repeated_idempotency_key_places_no_second_call(at_app, at_client, fak
 
 
 def test_a_client_using_another_clients_idempotency_key_gets_nothing_of_theirs(make_app, fake_at):
-    settings = dict(AT_USERNAME="recordings", AT_API_KEY=fake_at.api_key, AT_VOICE_API_URL=fake_at.url)
-    app = make_app(API_AUTH_REQUIRED=True, AT_VOICE_NUMBER=AT_NUMBER, **settings)
+    app = make_app(API_AUTH_REQUIRED=True, **at_settings(fake_at))
     runner, client = app.test_cli_runner(), app.test_client()
     dashboard, crm = (
         runner.invoke(args=["recordings", "create-api-key", name]).output.strip()
