@@ -7,8 +7,11 @@ import pytest
 import sqlalchemy as sa
 
 from recordings_service import create_app
+from recordings_service.domain.recordings import Status
 from recordings_service.extensions import db
+from recordings_service.persistence.database import write_transaction
 from recordings_service.persistence.models import Recording
+from recordings_service.recordings import public
 from testkit.config import config_for
 from tests.support import CONTRACT_BODY, fixture_call
 
@@ -209,14 +212,14 @@ def test_connections_the_server_closed_are_replaced_not_served(postgresql_url):
         db.engine.dispose()
 
 
-def _closed_by_the_server_at_its_first_statement(engine, killer) -> list[int]:
-    """From now on, the next statement's connection is closed by the server just before it runs (as in
-    a restart: after the pool's checkout check has passed). Returns the backends so closed."""
+def _closed_by_the_server_once_checked_out(engine, killer) -> list[int]:
+    """From now on, the next connection the pool hands out is closed by the server just after the
+    pool's checkout check has passed it (as in a restart). Returns the backends so closed."""
     closed = []
 
-    @sa.event.listens_for(engine, "before_cursor_execute", once=True)
-    def close_it(connection, *_):
-        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    @sa.event.listens_for(engine, "checkout", once=True)  # after the app's own check
+    def close_it(dbapi_connection, *_):
+        pid = dbapi_connection.info.backend_pid
         with killer.connect() as other:
             other.execute(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
         closed.append(pid)
@@ -233,7 +236,7 @@ def test_a_connection_closed_as_it_is_used_costs_nothing_but_a_second_try(postgr
     killer = sa.create_engine(config_for(postgresql_url).SQLALCHEMY_DATABASE_URI, poolclass=sa.pool.NullPool)
     first_call = fixture_call("recorded-call")[0]
     with app.app_context():
-        closed = _closed_by_the_server_at_its_first_statement(db.engine, killer)
+        closed = _closed_by_the_server_once_checked_out(db.engine, killer)
         if request_kind == "lookup":
             response = client.get(URL + "conf_1")
             assert (response.status_code, response.json) == (404, {"detail": "Recording not found"})
@@ -244,6 +247,57 @@ def test_a_connection_closed_as_it_is_used_costs_nothing_but_a_second_try(postgr
         assert len(closed) == 1
         db.engine.dispose()
     killer.dispose()
+
+
+def test_the_lookups_short_read_gives_what_sqlalchemy_gives(app, add_recording):
+    """The lookup's statement runs on the driver connection (``KeyedRead``): each column must come out
+    as SQLAlchemy's own Result gives it (the status an enum, times aware and in UTC)."""
+    at = datetime(2024, 1, 15, 10, 0, 0, 123000, tzinfo=UTC)
+    add_recording(
+        recording_id="conf_1",
+        status="failed",
+        duration=342,
+        recording_url="https://voice.africastalking.com/recording/abc",
+        failure_reason="Call dropped",
+        created_at=at,
+        processed_at=at + timedelta(seconds=1),
+        updated_at=at + timedelta(seconds=2),
+        audio_removed_at=at + timedelta(seconds=3),
+    )
+
+    with app.app_context():
+        short = public.BY_ID.first({"recording_id": "conf_1"})
+        with db.engine.connect() as connection:
+            full = connection.execute(public.BY_ID.statement, {"recording_id": "conf_1"}).one()
+        assert public.BY_ID.first({"recording_id": "conf_2"}) is None
+
+    assert short._fields == full._fields and tuple(short) == tuple(full)
+    assert short.status is Status.FAILED
+    assert short.created_at == at and short.created_at.utcoffset() == timedelta(0)
+
+
+def test_a_lookup_hands_its_connection_back_as_it_found_it(make_app):
+    """On PostgreSQL the lookup reads in autocommit: the connection must go back to the pool out of it,
+    or the next write on it would commit each statement as it ran. Also after a failed lookup."""
+    app = make_app(DB_POOL_SIZE=1)  # one connection for the lookups and the write
+    client = app.test_client()
+
+    def rename(old: str, new: str) -> None:
+        with app.app_context():
+            db.session.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
+            db.session.commit()
+
+    assert client.get(URL + "conf_1").status_code == 404
+    rename("voice_recordings", "voice_recordings_away")
+    assert client.get(URL + "conf_1").status_code == 500
+    rename("voice_recordings_away", "voice_recordings")
+    with app.app_context(), pytest.raises(RuntimeError, match="changed my mind"):
+        with write_transaction() as session:
+            session.add(Recording(recording_id="conf_1"))
+            session.flush()
+            raise RuntimeError("changed my mind")
+
+    assert client.get(URL + "conf_1").status_code == 404  # rolled back: it was a transaction
 
 
 @pytest.mark.parametrize("raw", ["conf%0A1", "%C2%A2%17%0A%0D", "conf_1%0D"])

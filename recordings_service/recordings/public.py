@@ -22,7 +22,7 @@ from werkzeug.http import generate_etag
 
 from ..domain.recordings import AudioStatus, Status, is_valid_recording_id
 from ..fields import Timestamp
-from ..persistence.database import single_read
+from ..persistence.database import KeyedRead, single_read
 from ..persistence.models import BigId, CallSession, Job, JobKind, Recording, UTCDateTime
 
 
@@ -99,8 +99,8 @@ class Rendered:
     status: Status
 
 
-def render(recording: Recording | Row, base: str | None = None) -> Rendered:
-    """Serialise ``recording`` (a model or a row of its table) as the lookup answers it, its URLs under
+def render(recording: Recording | Row | tuple, base: str | None = None) -> Rendered:
+    """Serialise ``recording`` (a model or a row of its table, as a Row or a named tuple) as the lookup answers it, its URLs under
     ``base`` (default: ``base_url()``)."""
     shown = recording_schema.dump(_shown(recording, base or base_url()))
     body = json.dumps(shown, separators=(",", ":")).encode()
@@ -117,7 +117,8 @@ _SHOWN_COLUMNS = [column.name for column in _recordings.c if column.name in reco
 _BODY = [_recordings.c[name] for name in _SHOWN_COLUMNS] + [_recordings.c.audio_session_id]
 # A deleted recording is, to clients, no recording at all.
 _SHOWN = _recordings.c.deleted_at.is_(None)
-_BY_ID = select(*_BODY).where(_recordings.c.recording_id == bindparam("recording_id"), _SHOWN)
+# The lookup's own statement, run the short way (``KeyedRead``).
+BY_ID = KeyedRead(select(*_BODY).where(_recordings.c.recording_id == bindparam("recording_id"), _SHOWN))
 _BY_IDS = select(*_BODY).where(
     _recordings.c.recording_id.in_(bindparam("recording_ids", expanding=True)), _SHOWN
 )
@@ -134,8 +135,7 @@ def read(recording_id: str, waiting: bool = False) -> Rendered | None:
     rendered = cache.get(key)
     if rendered is not None:
         return rendered
-    with single_read(waiting) as connection:
-        row = connection.execute(_BY_ID, {"recording_id": recording_id}).first()
+    row = BY_ID.first({"recording_id": recording_id}, waiting)
     if row is None:
         return None
     rendered = render(row, base)
