@@ -1,5 +1,6 @@
 """Engine set-up that the models do not show (SQLite made safe for several processes, PostgreSQL
-connections checked cheaply) and the two ways statements run: one read, or one write transaction."""
+connections checked cheaply) and the ways statements run: one read (``single_read``; the lookup's own,
+``KeyedRead``), or one write transaction."""
 
 import collections
 import functools
@@ -67,16 +68,16 @@ def single_read(waiting: bool = False) -> Iterator[Connection]:
 class KeyedRead:
     """A SELECT of at most one row, run the short way: for the lookup, the request clients make most.
 
-    SQLAlchemy's Connection, execution context and Result cost about 130 us a statement where the driver
-    itself takes 20: the lookup took 402 us in process through them, 322 us this way (SQLite,
+    SQLAlchemy's Connection, execution context and Result cost about 130 us a statement where the
+    driver itself takes 20: the lookup took 402 us in process through them, 322 us this way (SQLite,
     bench/profile_lookup.py), and a gevent worker's CPU time per lookup under wrk went from about 1,040
-    to 770 us on PostgreSQL. This runs the SQL SQLAlchemy compiled for the statement on a connection of the same pool
-    and converts each column with its own type's result processor, as a Result would. What the Connection
-    did that matters here, it still does: the pool's checkout check and reset on return, no transaction
-    (autocommit on PostgreSQL, SQLite's own), the reads' share of the pool (``Reads``), and errors raised
-    as SQLAlchemy's ``DBAPIError``, a lost connection invalidated so that ``once_more_if_disconnected``
-    runs the request again. Statements with parameters the driver cannot take as they are (expanding, or
-    of a type that converts them) are refused when first compiled.
+    to 770 us on PostgreSQL. This runs the SQL SQLAlchemy compiled for the statement on a connection of
+    the same pool and converts each column with its own type's result processor, as a Result would.
+    What the Connection did that matters here, it still does: the pool's checkout check and reset on
+    return, no transaction (autocommit on PostgreSQL, SQLite's own), the reads' share of the pool
+    (``Reads``), and errors raised as SQLAlchemy's ``DBAPIError``, a lost connection invalidated so that
+    ``once_more_if_disconnected`` runs the request again. Statements with parameters the driver cannot
+    take as they are (expanding, or of a type that converts them) are refused when first compiled.
     """
 
     def __init__(self, statement: Select):

@@ -3,9 +3,10 @@
 Every way a client sees a recording goes through here: the lookup, the waiting lookup's watcher, the
 listing's items and ``recordings show``. Adding a field to the body is one change, in ``RecordingSchema``.
 
-Reads are single statements outside a transaction (``single_read``). Completed recordings are kept
-rendered in each process for ``COMPLETED_CACHE_SECONDS``: a change to one (a replay, later a deletion)
-reaches every process within that bound, and at once in the process that made it (``forget``).
+Reads are single statements outside a transaction (``single_read``; the lookup's, ``KeyedRead``).
+Completed recordings are kept rendered in each process for ``COMPLETED_CACHE_SECONDS``: a change to one
+(a replay, later a deletion) reaches every process within that bound, and at once in the process that
+made it (``forget``).
 """
 
 import json
@@ -100,8 +101,8 @@ class Rendered:
 
 
 def render(recording: Recording | Row | tuple, base: str | None = None) -> Rendered:
-    """Serialise ``recording`` (a model or a row of its table, as a Row or a named tuple) as the lookup answers it, its URLs under
-    ``base`` (default: ``base_url()``)."""
+    """Serialise ``recording`` (a model or a row of its table, a Row or a named tuple) as the lookup
+    answers it, its URLs under ``base`` (default: ``base_url()``)."""
     shown = recording_schema.dump(_shown(recording, base or base_url()))
     body = json.dumps(shown, separators=(",", ":")).encode()
     return Rendered(recording.recording_id, body, generate_etag(body), recording.status)
