@@ -13,6 +13,7 @@ from recordings_service.persistence.database import write_transaction
 from recordings_service.persistence.models import Recording
 from recordings_service.recordings import public
 from testkit.config import config_for
+from testkit.proxy import RebootingProxy
 from tests.support import CONTRACT_BODY, fixture_call
 
 URL = "/api/v1/voice/recordings/"
@@ -247,6 +248,30 @@ def test_a_connection_closed_as_it_is_used_costs_nothing_but_a_second_try(postgr
         assert len(closed) == 1
         db.engine.dispose()
     killer.dispose()
+
+
+def test_a_lookup_that_finds_its_connection_dead_has_the_pool_replace_the_others(postgresql_url):
+    """After the database's host reboots, every pooled connection is dead, and the checkout check cannot
+    see it (no goodbye was sent). The first lookup to find out has the whole pool replaced, so its second
+    try, and every request after it, gets a fresh connection instead of the next dead one: no 500."""
+    url = sa.engine.make_url(postgresql_url)
+    proxy = RebootingProxy(url.host, url.port)
+    app = create_app(
+        config_for(url.set(port=proxy.port).render_as_string(hide_password=False), DB_POOL_SIZE=6)
+    )
+    client = app.test_client()
+    with app.app_context():
+        opened = [db.engine.raw_connection() for _ in range(6)]  # the pool full of connections
+        for connection in opened:
+            connection.close()
+    assert client.get(URL + "conf_1").status_code == 404
+
+    proxy.reboot()
+
+    assert [client.get(URL + "conf_1").status_code for _ in range(6)] == [404] * 6
+    with app.app_context():
+        db.engine.dispose()
+    proxy.close()
 
 
 def test_the_lookups_short_read_gives_what_sqlalchemy_gives(app, add_recording):

@@ -68,16 +68,17 @@ def single_read(waiting: bool = False) -> Iterator[Connection]:
 class KeyedRead:
     """A SELECT of at most one row, run the short way: for the lookup, the request clients make most.
 
-    SQLAlchemy's Connection, execution context and Result cost about 130 us a statement where the
-    driver itself takes 20: the lookup took 402 us in process through them, 322 us this way (SQLite,
-    bench/profile_lookup.py), and a gevent worker's CPU time per lookup under wrk went from about 1,040
-    to 770 us on PostgreSQL. This runs the SQL SQLAlchemy compiled for the statement on a connection of
-    the same pool and converts each column with its own type's result processor, as a Result would.
-    What the Connection did that matters here, it still does: the pool's checkout check and reset on
-    return, no transaction (autocommit on PostgreSQL, SQLite's own), the reads' share of the pool
-    (``Reads``), and errors raised as SQLAlchemy's ``DBAPIError``, a lost connection invalidated so that
-    ``once_more_if_disconnected`` runs the request again. Statements with parameters the driver cannot
-    take as they are (expanding, or of a type that converts them) are refused when first compiled.
+    SQLAlchemy's Connection, execution context and Result cost about 130 us a statement where the driver
+    itself takes 20: the lookup took 402 us in process through them, 322 us this way (SQLite,
+    bench/profile_lookup.py), and a gevent worker's CPU time per lookup under wrk went from about 1,040 to
+    770 us on PostgreSQL. This runs the SQL SQLAlchemy compiled for the statement on a connection of the
+    same pool and converts each column with its own type's result processor, as a Result would. What the
+    Connection did that matters here, it still does: the pool's checkout check and reset on return, no
+    transaction (autocommit on PostgreSQL, SQLite's own), the reads' share of the pool (``Reads``), and
+    errors raised as SQLAlchemy's ``DBAPIError``, a lost connection invalidated with the pool marked
+    stale, so that ``once_more_if_disconnected`` runs the request again on a fresh one. Statements with
+    parameters the driver cannot take as they are (expanding, or of a type that converts them) are refused
+    when first compiled.
     """
 
     def __init__(self, statement: Select):
@@ -152,7 +153,11 @@ def _fetch_one(engine: Engine, sql: str, parameters) -> tuple | None:
     except error_class as error:
         lost = dialect.is_disconnect(error, connection.dbapi_connection, cursor)
         if lost:
-            connection.invalidate(error)
+            # As a Connection does: this connection, and the pool marked stale, so that every connection
+            # older than now is replaced at its next checkout (a host that rebooted leaves them all dead,
+            # and the checkout check sees none of them: no goodbye was sent). A private method of the
+            # pool (SQLAlchemy is pinned); tests/test_lookup.py fails without it.
+            engine.pool._invalidate(connection, error)
         raise DBAPIError.instance(
             sql, parameters, error, error_class, connection_invalidated=lost, dialect=dialect
         ) from error
