@@ -260,18 +260,20 @@ def test_a_lookup_that_finds_its_connection_dead_has_the_pool_replace_the_others
         config_for(url.set(port=proxy.port).render_as_string(hide_password=False), DB_POOL_SIZE=6)
     )
     client = app.test_client()
-    with app.app_context():
-        opened = [db.engine.raw_connection() for _ in range(6)]  # the pool full of connections
-        for connection in opened:
-            connection.close()
-    assert client.get(URL + "conf_1").status_code == 404
+    try:
+        with app.app_context():
+            opened = [db.engine.raw_connection() for _ in range(6)]  # the pool full of connections
+            for connection in opened:
+                connection.close()
+        assert client.get(URL + "conf_1").status_code == 404
 
-    proxy.reboot()
+        proxy.reboot()
 
-    assert [client.get(URL + "conf_1").status_code for _ in range(6)] == [404] * 6
-    with app.app_context():
-        db.engine.dispose()
-    proxy.close()
+        assert [client.get(URL + "conf_1").status_code for _ in range(6)] == [404] * 6
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+        proxy.close()
 
 
 def test_the_lookups_short_read_gives_what_sqlalchemy_gives(app, add_recording):
