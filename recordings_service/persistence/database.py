@@ -7,7 +7,6 @@ import functools
 import logging
 import select
 import sqlite3
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -61,7 +60,7 @@ def single_read(waiting: bool = False) -> Iterator[Connection]:
     behind a wave of them.
     """
     reads = current_app.extensions["database_reads"]
-    with reads.waits if waiting else nullcontext(), reads.reads, reads.engine.connect() as connection:
+    with reads.share(waiting), reads.engine.connect() as connection:
         yield connection
 
 
@@ -92,7 +91,7 @@ class KeyedRead:
         sql, positions, converters = self._compile(reads.engine.dialect)
         if positions is not None:
             parameters = tuple(parameters[name] for name in positions)
-        with reads.waits if waiting else nullcontext(), reads.reads:
+        with reads.share(waiting):
             row = _fetch_one(reads.engine, sql, parameters)
         if row is None:
             return None
@@ -279,6 +278,13 @@ class Reads:
         self.reads = _bounded_semaphore(max(connections - 1, 1))
         self.waits = _bounded_semaphore(max((connections - 1) // 3, 1))
 
+    @contextmanager
+    def share(self, waiting: bool = False) -> Iterator[None]:
+        """A read's place in its share of the pool (of the waiting requests' share too, if ``waiting``),
+        held while the block runs."""
+        with self.waits if waiting else nullcontext(), self.reads:
+            yield
+
 
 def _bounded_semaphore(value: int):
     """A bounded semaphore of threads, or of greenlets once gevent has patched ``threading`` (gunicorn's
@@ -286,8 +292,9 @@ def _bounded_semaphore(value: int):
     each time it is released (its Condition asks whether it holds its lock by trying to take it again,
     and gevent yields on a failed try): each lookup was cut in two or three slices, each slice waiting
     its turn behind every other request of the worker."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
+    from gevent import monkey
+
+    if monkey.is_module_patched("threading"):
         from gevent.lock import BoundedSemaphore
 
         return BoundedSemaphore(value)
@@ -309,12 +316,9 @@ def _configure_postgresql(engine: Engine) -> None:
     # read, so readable means the server has sent its goodbye (or EOF). The pool then reconnects.
     # A look that never waits: gevent's own poll (once a gevent worker has patched ``select``) would
     # set up a watcher on its hub for it (py-spy under wrk: 2.5 % of a worker's time, against 0.4 % now).
-    monkey = sys.modules.get("gevent.monkey")
-    make_poll = (
-        monkey.get_original("select", "poll")
-        if monkey is not None and monkey.is_module_patched("select")
-        else select.poll
-    )
+    from gevent import monkey
+
+    make_poll = monkey.get_original("select", "poll") if monkey.is_module_patched("select") else select.poll
 
     @event.listens_for(engine, "checkout")
     def on_checkout(dbapi_connection, _record, _proxy):
