@@ -33,7 +33,8 @@ def default_url(username: str | None) -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """AT's answer for one number called: its status (``Queued`` when placed) and the call's session."""
+    """AT's answer for one number called: its status (``Queued`` when placed; cleared of secrets, as
+    AT's error texts are) and the call's session."""
 
     phone_number: str
     status: str
@@ -105,7 +106,7 @@ def _entries(response: httpx.Response) -> list[Entry]:
         answer = response.json()
         message = str(answer.get("errorMessage") or NO_ERROR)
         entries = [
-            Entry(str(entry["phoneNumber"]), str(entry["status"]), _session(entry.get("sessionId")))
+            Entry(str(entry["phoneNumber"]), redact(str(entry["status"])), _session(entry.get("sessionId")))
             for entry in answer.get("entries") or []
         ]
     except (ValueError, AttributeError, KeyError, TypeError):
