@@ -11,7 +11,7 @@ from flask_smorest import abort
 from werkzeug.datastructures import ContentRange
 from werkzeug.http import parse_dict_header
 
-from ..domain.recordings import Status
+from ..domain.recordings import Status, is_valid_recording_id
 from ..errors import ErrorSchema
 from ..integrations.storage import ObjectNotFound, StorageError
 from ..recordings import deletion, events, public
@@ -27,6 +27,18 @@ blp = Blueprint("voice", __name__, url_prefix="/api/v1/voice", description="Reco
 
 NOT_FOUND = "Recording not found"
 QUERY_FAILED = "Failed to query recording status"
+
+
+@blp.before_request
+def refuse_ids_that_name_nothing():
+    """Answer 404 for a recording id no recording can have, before any view takes it to the database
+    (PostgreSQL refuses text holding NUL outright)."""
+    if request.method == "OPTIONS":
+        return  # a browser's preflight (Flask answers it): a 404 would fail it, and the request with it
+    recording_id = (request.view_args or {}).get("recording_id")
+    if recording_id is not None and not is_valid_recording_id(recording_id):
+        abort(404, message=NOT_FOUND)
+
 
 LOOKUP_HEADERS = {
     "ETag": {
