@@ -18,6 +18,7 @@ from ..recordings import deletion, events, public
 from ..recordings.public import AudioFile, LegsSchema, RecordingSchema
 from ..recordings.registration import RecordingDeleted, SessionConflict, register_recording
 from .blueprints import Blueprint, on_database_error
+from .ranges import Unsatisfiable, range_applies, requested_span
 from .schemas import DeliveriesSchema, ListQuerySchema, RecordingPageSchema, RegistrationSchema
 from .waiting import Full
 
@@ -201,6 +202,7 @@ def register(registration: dict):
 
 
 AUDIO_NOT_FOUND = "Audio not found"
+UNSATISFIABLE = "The Range is outside the audio"
 AUDIO_RESPONSES = {
     "description": "The audio (its bytes, whole or the Range asked for)",
     "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}},
@@ -251,7 +253,8 @@ def get_leg_audio(recording_id: str, session_id: str):
 
 
 def _serve(audio: AudioFile | None) -> Response:
-    """The audio's bytes from storage, streamed, with its type, a strong ETag (its SHA-256) and Range."""
+    """The audio's bytes from storage, streamed, with its type, a strong ETag (its SHA-256), its
+    Last-Modified (when it was stored) and Range."""
     if audio is None:
         abort(404, message=AUDIO_NOT_FOUND)
     etag = audio.sha256
@@ -259,13 +262,15 @@ def _serve(audio: AudioFile | None) -> Response:
     if request.if_none_match.contains_weak(etag):
         response = Response(status=304, headers=headers)
         response.set_etag(etag)
+        response.last_modified = audio.stored_at
         return response
-    wanted = request.range if request.if_range.etag in (None, etag) else None
-    span = wanted.range_for_length(audio.size) if wanted else None
-    if wanted and span is None:
-        abort(
-            416, message="The Range is outside the audio", headers={"Content-Range": f"bytes */{audio.size}"}
-        )
+    span = None
+    # If-Range first (RFC 9110 13.2.2): a stale validator asks for the whole audio, not a 416.
+    if range_applies(request.headers.get("If-Range"), etag, audio.stored_at):
+        try:
+            span = requested_span(request.headers.get("Range"), audio.size)
+        except Unsatisfiable:
+            abort(416, message=UNSATISFIABLE, headers={"Content-Range": f"bytes */{audio.size}"})
     start, stop = span or (0, audio.size)
     try:
         chunks = current_app.extensions["audio_storage"].read(audio.key, start, stop - start)
@@ -285,6 +290,7 @@ def _serve(audio: AudioFile | None) -> Response:
     if span:
         response.content_range = ContentRange("bytes", start, stop, audio.size)
     response.set_etag(etag)
+    response.last_modified = audio.stored_at  # If-Range may name it
     return response
 
 
