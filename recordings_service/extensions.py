@@ -50,7 +50,28 @@ api = Api(spec_kwargs={"extra_plugins": [SchemaExtras()]})
 # Browsers on the origins in CORS_ORIGINS may call the API (/api/*) with a key; a preflight needs none.
 cors = CORS()
 CORS_OPTIONS = {
-    "allow_headers": ["Authorization", "Content-Type", "If-None-Match", "Prefer", "X-Request-ID"],
-    "expose_headers": ["ETag", "Retry-After", "Preference-Applied", "Location", "X-Request-ID"],
+    # Only the methods some route takes (flask-cors would offer PUT and PATCH too).
+    "methods": ["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+    "allow_headers": [
+        "Authorization",
+        "Content-Type",
+        "Idempotency-Key",
+        "If-None-Match",
+        "If-Range",
+        "Prefer",
+        "Range",
+        "X-Request-ID",
+    ],
+    "expose_headers": [
+        "Accept-Ranges",
+        "Content-Length",
+        "Content-Range",
+        "ETag",
+        "Last-Modified",
+        "Location",
+        "Preference-Applied",
+        "Retry-After",
+        "X-Request-ID",
+    ],
     "max_age": 600,
 }
