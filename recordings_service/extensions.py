@@ -35,10 +35,27 @@ class SchemaExtras(BasePlugin):
         return dict(getattr(getattr(resolve_schema_cls(schema), "Meta", None), "openapi", {}))
 
 
+_UNTYPED_NULL = {"type": "object", "nullable": True}
+
+
+def nullable_reference(converter, field, ret: dict, **kwargs) -> dict:
+    """Write a nullable nested schema as ``allOf`` its reference with ``nullable``, which generated
+    clients read as that schema or null, instead of apispec's ``anyOf`` an untyped object or it."""
+    branches = ret.get("anyOf", [])
+    if not field.allow_none or _UNTYPED_NULL not in branches:
+        return {}
+    del ret["anyOf"]  # the results are merged into ``ret``: a key can only be taken out of it here
+    return {"allOf": [branch for branch in branches if branch != _UNTYPED_NULL], "nullable": True}
+
+
 class Api(flask_smorest.Api):
     """flask-smorest's Api, answering errors in the service's ``{"detail": ...}`` shape."""
 
     ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app, *args, **kwargs):
+        super().init_app(app, *args, **kwargs)
+        self.ma_plugin.converter.add_attribute_function(nullable_reference)  # each app has its own spec
 
     def handle_http_exception(self, error):
         return http_error(error)

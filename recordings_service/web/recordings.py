@@ -13,6 +13,7 @@ from werkzeug.http import parse_dict_header
 
 from ..domain.recordings import Status
 from ..errors import ErrorSchema
+from ..integrations.audio import CONTENT_TYPES
 from ..integrations.storage import ObjectNotFound, StorageError
 from ..recordings import deletion, events, public
 from ..recordings.public import AudioFile, LegsSchema, RecordingSchema
@@ -203,16 +204,46 @@ def register(registration: dict):
 
 AUDIO_NOT_FOUND = "Audio not found"
 UNSATISFIABLE = "The Range is outside the audio"
-AUDIO_RESPONSES = {
-    "description": "The audio (its bytes, whole or the Range asked for)",
-    "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}},
+# Binary, in every type the audio is stored as; any other audio type mutagen reads is audio/*.
+AUDIO_CONTENT = {
+    content_type: {"schema": {"type": "string", "format": "binary"}}
+    for content_type in [*CONTENT_TYPES, "audio/*"]
 }
 AUDIO_HEADERS = {
     "ETag": {"description": "The audio's SHA-256", "schema": {"type": "string"}},
+    "Last-Modified": {"description": "When the audio was stored", "schema": {"type": "string"}},
     "Accept-Ranges": {"description": "bytes", "schema": {"type": "string"}},
 }
+CONTENT_RANGE = {"description": "bytes */<size>: the audio's size", "schema": {"type": "string"}}
+AUDIO_RESPONSES = {
+    "200": {
+        "description": "The whole audio (also for a Range of several ranges, or a stale If-Range)",
+        "content": AUDIO_CONTENT,
+        "headers": AUDIO_HEADERS,
+    },
+    "206": {
+        "description": "The one range asked for",
+        "content": AUDIO_CONTENT,
+        "headers": {
+            **AUDIO_HEADERS,
+            "Content-Range": {"description": "bytes <first>-<last>/<size>", "schema": {"type": "string"}},
+        },
+    },
+}
 AUDIO_PARAMETERS = [
-    {"in": "header", "name": "Range", "schema": {"type": "string", "example": "bytes=0-1023"}},
+    {
+        "in": "header",
+        "name": "Range",
+        "schema": {"type": "string", "example": "bytes=0-1023"},
+        "description": "One byte range (bytes=F-L, bytes=F-, bytes=-N) answers 206; several, 200 with "
+        "the whole audio; none within the audio, 416; another unit is ignored",
+    },
+    {
+        "in": "header",
+        "name": "If-Range",
+        "schema": {"type": "string"},
+        "description": "The ETag or Last-Modified you have: the Range applies only to that audio",
+    },
     {"in": "header", "name": "If-None-Match", "schema": {"type": "string"}},
 ]
 
@@ -229,13 +260,12 @@ def list_legs(recording_id: str):
 def _audio_view(view: Callable) -> Callable:
     """What both audio views answer, documented: the bytes, a range of them, 304, 404, 416."""
     view = on_database_error(QUERY_FAILED)(view)
-    view = blp.alt_response(416, schema=ErrorSchema, description="The Range is outside the audio")(view)
+    view = blp.alt_response(
+        416, schema=ErrorSchema, description=UNSATISFIABLE, headers={"Content-Range": CONTENT_RANGE}
+    )(view)
     view = blp.alt_response(404, schema=ErrorSchema, description=AUDIO_NOT_FOUND)(view)
     view = blp.alt_response(304, description="Not modified: the If-None-Match tag is current")(view)
-    view = blp.alt_response(206, description="The Range asked for")(view)
-    return blp.doc(
-        responses={"200": {**AUDIO_RESPONSES, "headers": AUDIO_HEADERS}}, parameters=AUDIO_PARAMETERS
-    )(view)
+    return blp.doc(responses=AUDIO_RESPONSES, parameters=AUDIO_PARAMETERS)(view)
 
 
 @blp.route("/recordings/<path:recording_id>/audio", methods=["GET"])
