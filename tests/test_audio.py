@@ -95,6 +95,53 @@ def test_the_audio_answers_ranges_and_revalidation(app, client, media):
     assert (unchanged.status_code, unchanged.data) == (304, b"")
 
 
+def test_a_range_is_served_when_one_can_be_and_ignored_when_not_understood(app, client, media):
+    post_call(client, recorded_call(media))
+    drain(app)
+    url = LOOKUP + SESSION + "/audio"
+    whole = f"bytes */{len(SOURCE)}"
+
+    def get(value: str):
+        response = client.get(url, headers={"Range": value})
+        return response.status_code, response.headers.get("Content-Range"), response.data
+
+    # Nothing of the audio asked for: the last no bytes, or only ranges past its end.
+    assert get("bytes=-0")[:2] == (416, whole)
+    assert get(f"bytes={len(SOURCE)}-, -0")[:2] == (416, whole)
+    # Several ranges, one of them satisfiable: the whole audio.
+    assert get("bytes=0-0,100-199") == (200, None, SOURCE)
+    assert get(f"bytes=-0, {len(SOURCE)}-, 5-9") == (200, None, SOURCE)
+    # A unit it does not know, or a set that is not one of byte ranges: ignored.
+    assert get("items=0-9") == (200, None, SOURCE)
+    assert get("bytes=9-5") == (200, None, SOURCE)
+    assert get("bytes=" + "9" * 5000 + "-") == (200, None, SOURCE)
+    # One range, however written.
+    assert get("Bytes= 10-19 ,") == (206, f"bytes 10-19/{len(SOURCE)}", SOURCE[10:20])
+    assert get(f"bytes=-{len(SOURCE) + 100}") == (206, f"bytes 0-{len(SOURCE) - 1}/{len(SOURCE)}", SOURCE)
+
+
+def test_if_range_serves_the_range_only_for_the_audio_it_names(app, client, media):
+    post_call(client, recorded_call(media))
+    drain(app)
+    url = LOOKUP + SESSION + "/audio"
+    first = client.get(url)
+    assert first.data == SOURCE
+    etag, stored = first.headers["ETag"], first.headers["Last-Modified"]
+
+    def get(if_range: str, value: str = "bytes=-100"):
+        response = client.get(url, headers={"Range": value, "If-Range": if_range})
+        return response.status_code, response.data
+
+    assert get(etag) == (206, SOURCE[-100:])
+    assert get(stored) == (206, SOURCE[-100:])
+    assert get('"another"') == (200, SOURCE)
+    assert get("W/" + etag) == (200, SOURCE)  # If-Range compares tags strongly
+    assert get("Mon, 01 Jan 2001 00:00:00 GMT") == (200, SOURCE)
+    # A stale If-Range asks for the whole audio: what the Range says no longer matters.
+    assert get('"another"', value="bytes=-0") == (200, SOURCE)
+    assert get(etag, value="bytes=-0")[0] == 416
+
+
 def test_no_audio_until_stored_and_none_for_unknown_recordings(app, client, media):
     post_call(client, recorded_call(media))
 
