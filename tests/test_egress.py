@@ -263,12 +263,28 @@ def test_the_allow_list_opens_a_network_and_nothing_else(media):
         ("http://100.64.0.1/recording.mp3", "not a public address"),
         ("http://0.0.0.0:8000/", "unspecified"),
         ("http://[64:ff9b::a00:1]/recording.mp3", "private"),  # NAT64 of 10.0.0.1
+        ("http://[64:ff9b::7f00:1]/recording.mp3", "loopback"),  # NAT64 of 127.0.0.1
+        ("http://[::127.0.0.1]/recording.mp3", "not a public address"),  # IPv4-compatible
+        ("http://[::8.8.8.8]/recording.mp3", "not a public address"),  # IPv4-compatible, deprecated
+        ("http://[::ffff:0:7f00:1]/recording.mp3", "loopback"),  # IPv4-translated 127.0.0.1
+        ("http://[::ffff:0:a00:1]/recording.mp3", "private"),  # IPv4-translated 10.0.0.1
+        ("http://[64:ff9b:1::808:808]/recording.mp3", "not a public address"),  # local-use NAT64
+        ("http://[fec0::1]/recording.mp3", "not a public address"),  # site-local
+        ("http://[2002:a00:1::1]/recording.mp3", "private"),  # 6to4 of 10.0.0.1
+        ("http://[2002:7f00:1::1]/recording.mp3", "loopback"),  # 6to4 of 127.0.0.1
+        # Teredo: the server 65.54.227.120, the client (obfuscated in the last 32 bits) 127.0.0.1.
+        ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/recording.mp3", "private|loopback"),
         ("http://224.0.0.1/", "multicast"),
     ],
 )
 def test_check_url_refuses_what_production_must_not_reach(url, reason):
     with pytest.raises(UnsafeURL, match=reason):
         check_url(url, PRODUCTION_POLICY)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1"])  # NAT64, 6to4 of 8.8.8.8
+def test_check_url_accepts_an_ipv6_form_of_a_public_ipv4_address(address):
+    assert check_url(f"https://[{address}]/recording.mp3", PRODUCTION_POLICY).host == address
 
 
 def test_check_url_refuses_credentials_without_repeating_them():

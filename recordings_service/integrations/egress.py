@@ -36,8 +36,16 @@ MAX_REDIRECT_BODY = 64 * 1024
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# NAT64 (RFC 6052) reaches IPv4 addresses through an IPv6 prefix: judge the IPv4 address inside.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052; IPv4-translated,
+# RFC 2765): each reaches that IPv4 address, so it is the one judged.
+_EMBEDDING_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
+# IPv6 networks that are no public destination, though Python's ``is_global`` may say they are:
+# IPv4-compatible addresses (deprecated, RFC 4291), local-use NAT64 (RFC 8215), site-local (RFC 3879).
+_NOT_PUBLIC_IPV6 = (
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("fec0::/10"),
+)
 
 
 class EgressError(Exception):
@@ -127,7 +135,7 @@ class EgressPolicy:
         for judged in _judged_addresses(address):
             if judged.is_multicast:
                 return "a multicast address"
-            if not judged.is_global:
+            if not judged.is_global or any(judged in network for network in _NOT_PUBLIC_IPV6):
                 return _describe(judged)
         return None
 
@@ -144,15 +152,14 @@ DEVELOPMENT_POLICY = EgressPolicy(allow_private=True)
 
 
 def _judged_addresses(address: Address) -> list[Address]:
-    # An IPv6 address that carries an IPv4 one (mapped, 6to4, NAT64) reaches that IPv4 address too.
+    # An IPv6 address that carries IPv4 ones (mapped, translated, NAT64, 6to4, Teredo's server and
+    # client) reaches those IPv4 addresses too.
     judged: list[Address] = [address]
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            judged.append(address.ipv4_mapped)
-        if address.sixtofour is not None:
-            judged.append(address.sixtofour)
-        if address in _NAT64:
-            judged.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+        if any(address in network for network in _EMBEDDING_IPV4):
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        judged.extend(inner for inner in embedded if inner is not None)
     return judged
 
 
