@@ -8,6 +8,8 @@ refuse (10.0.0.1, 169.254.169.254, a public one) is shown to be refused before a
 import hashlib
 import io
 import ipaddress
+import json
+import logging
 import os
 import socket
 import time
@@ -31,6 +33,7 @@ from recordings_service.integrations.egress import (
     download,
     make_client,
 )
+from recordings_service.logs import configure_logging
 from testkit.media import RECORDED_CALL, Answer, MediaServer
 from testkit.servers import free_port
 
@@ -70,6 +73,35 @@ def test_a_recording_is_downloaded_whole_with_its_size_hash_and_type(media):
     assert result.size == RECORDED_CALL_SIZE == result.content_length
     assert result.sha256 == RECORDED_CALL_SHA256 == hashlib.sha256(body).hexdigest()
     assert result.content_type == "audio/mpeg"
+
+
+@pytest.fixture
+def json_log():
+    """The service's log lines, as configure_logging("json") writes them: a function reading them."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging("json")
+    written = io.StringIO()
+    [service] = [handler for handler in root.handlers if handler not in handlers]
+    service.setStream(written)
+    yield lambda: [json.loads(line) for line in written.getvalue().splitlines()]
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_no_log_line_shows_a_recording_urls_query_string(media, json_log):
+    signature = "sig=0123456789abcdef-signed"
+    media.serve_file("/final.mp3")
+    media.redirect("/recording.mp3", f"/final.mp3?{signature}")
+    url = media.url(f"/recording.mp3?{signature}")
+
+    fetch(url)
+    with pytest.raises(BadStatus):
+        fetch(media.url(f"/missing.mp3?{signature}"))
+
+    lines = json_log()
+    assert [line for line in lines if line["logger"] == "httpx"], "httpx logged no request"
+    assert not [line for line in lines if "sig=" in json.dumps(line)]
 
 
 def test_the_request_names_the_service_and_sends_no_credentials_or_cookies(media):
