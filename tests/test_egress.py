@@ -15,6 +15,7 @@ import socket
 import time
 import tracemalloc
 
+import httpx
 import pytest
 
 from recordings_service.integrations import egress
@@ -253,6 +254,53 @@ def test_a_server_that_never_answers_times_out(media):
         fetch(url, timeout=0.5)
 
     assert time.monotonic() - started < 5
+
+
+def test_a_server_trickling_its_headers_is_cut_off_at_the_deadline(media):
+    # A byte every 50 ms: no single wait nears the 5 s timeout, so only the deadline can stop it.
+    url = media.trickle("/recording.mp3")
+    deadline = 0.5
+    started = time.monotonic()
+
+    with pytest.raises(TimedOut) as raised:
+        fetch(url, timeout=5, deadline=deadline)
+
+    took = time.monotonic() - started
+    assert raised.value.retryable
+    assert deadline <= took < deadline * 1.5
+
+
+def test_a_server_trickling_its_body_is_cut_off_at_the_deadline(media):
+    def trickle():
+        for _ in range(1000):
+            time.sleep(0.05)
+            yield b"x"
+
+    media.answers["/recording.mp3"] = Answer(200, {"Content-Length": "1000"}, trickle)
+    deadline = 0.5
+    started = time.monotonic()
+
+    with pytest.raises(TimedOut):
+        fetch(media.url("/recording.mp3"), timeout=5, deadline=deadline)
+
+    assert deadline <= time.monotonic() - started < deadline * 1.5
+
+
+def test_each_request_of_a_client_ends_by_its_deadline_redirects_included(media):
+    media.redirect("/first", "/second")
+    media.trickle("/second")
+    deadline = 0.5
+    took = []
+
+    with make_client(DEVELOPMENT_POLICY, timeout=5, deadline=deadline) as client:
+        for _ in range(2):  # the second request has a deadline of its own, not what the first left
+            started = time.monotonic()
+            with pytest.raises(httpx.TimeoutException):
+                client.post(media.url("/first"), content=b"{}")
+            took.append(time.monotonic() - started)
+
+    assert all(deadline <= seconds < deadline * 1.5 for seconds in took), took
+    assert media.fetches("/second") == 2
 
 
 def test_a_closed_port_is_a_network_error_worth_retrying():
