@@ -70,12 +70,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         head = b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nX-Padding: "
         sent = 0
+        started = time.monotonic()
         while not self.server.media.released.is_set():
             try:
                 self.wfile.write(head[sent : sent + 1] if sent < len(head) else b"x")
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError, TimeoutError):
-                return  # the client gave up: what the tests want to see
+                # The client gave up: how long it held on (told within a byte or two of it).
+                self.server.media.trickled.append(time.monotonic() - started)
+                return
             sent += 1
             time.sleep(every)
 
@@ -105,6 +108,8 @@ class MediaServer:
         self._lock = threading.Lock()
         self.requests: list[tuple[str, dict]] = []
         self.connections = 0
+        # How long each client of a trickled answer held on before it closed the connection, in seconds.
+        self.trickled: list[float] = []
         self.released = threading.Event()
         self._server = _Server((host, 0), self)
         self.host, self.port = self._server.server_address[:2]
