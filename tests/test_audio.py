@@ -239,3 +239,52 @@ def test_the_queue_is_visible_to_operators(app, client, runner, media):
     assert "503" in listing.output and SESSION in listing.output
     assert 'jobs{kind="fetch_audio",state="pending"} 1.0' in metrics
     assert 'jobs_oldest_due_seconds{kind="fetch_audio"}' in metrics
+
+
+def call_of(session_id: str, url: str) -> list[dict]:
+    """The shared recorded call's callbacks, as the session ``session_id`` whose recording is at ``url``."""
+    return [
+        {**fields, "sessionId": session_id, **({"recordingUrl": url} if "recordingUrl" in fields else {})}
+        for fields in fixture_call("recorded-call")
+    ]
+
+
+def wait_for(condition, seconds: float) -> float:
+    """Seconds until ``condition()`` held; fails the test if it did not within ``seconds``."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < seconds, "gave up waiting"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_urls_trickling_their_answer_hold_no_fetch_past_its_deadline(
+    make_app, database, storage_settings, media
+):
+    from testkit.servers import worker
+
+    deadline, threads = 1.0, 4
+    app = make_app(**storage_settings, **FAST_RETRIES)
+    client = app.test_client()
+    # As many URLs as the worker has fetching threads, each sending its headers a byte every 50 ms.
+    slow = [f"ATVId_trickle_{n}" for n in range(threads)]
+    for session_id in slow:
+        post_call(client, call_of(session_id, media.trickle(f"/{session_id}.mp3")))
+    settings = {
+        **storage_settings,
+        "WORKER_CONCURRENCY": str(threads),
+        "AUDIO_FETCH_DEADLINE": str(deadline),
+        "AUDIO_FETCH_RETRY_BASE_SECONDS": "0.01",
+        "AUDIO_FETCH_RETRY_MAX_SECONDS": "0.02",
+    }
+    with worker(database, **settings):
+        wait_for(lambda: all(media.fetches(f"/{session_id}.mp3") for session_id in slow), 30)
+        post_call(client, recorded_call(media))  # every thread is held by a trickling URL now
+        took = wait_for(lambda: client.get(LOOKUP + SESSION).json["status"] == "completed", deadline * 10)
+
+    assert took < deadline * 3
+    assert media.trickled and all(seconds < deadline * 1.5 for seconds in media.trickled), media.trickled
+    for session_id in slow:  # each attempt ended as a timeout does: tried again
+        [leg] = client.get(LOOKUP + session_id + "/legs").json["items"]
+        assert leg["audio"]["status"] == "pending" and "Timeout" in leg["audio"]["last_error"]

@@ -46,7 +46,7 @@ def fetch_audio(claim: queue.Claim) -> None:
                 timeout=httpx.Timeout(
                     config["AUDIO_FETCH_READ_TIMEOUT"], connect=config["AUDIO_FETCH_CONNECT_TIMEOUT"]
                 ),
-                deadline=config["WORK_LEASE_SECONDS"] * 10,
+                deadline=config["AUDIO_FETCH_DEADLINE"],
             )
             found = inspect(file)
         except (egress.UnsafeURL, egress.TooLarge) as error:
