@@ -4,13 +4,16 @@ Every test here runs on both databases and both storage backends (a directory, a
 """
 
 import hashlib
+import io
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
-from recordings_service.persistence.models import Job
+from recordings_service.integrations.storage import ObjectNotFound
+from recordings_service.persistence.models import CallSession, Job
 from testkit.media import RECORDED_CALL, Answer
 from tests.support import drain, fixture_call, recorded_call
 
@@ -19,6 +22,8 @@ LOOKUP = "/api/v1/voice/recordings/"
 SOURCE = RECORDED_CALL.read_bytes()
 SOURCE_SHA256 = "f3713d2296317d5c48cb842eb80ecd725d2484f62e0a87c3a1d7bc6db3acc3be"
 SESSION = fixture_call("recorded-call")[0]["sessionId"]
+# Half a second of a tone as AIFF: audio of a format that has no extension of its own here.
+AIFF = (Path(__file__).parent / "fixtures" / "tone-8k.aiff").read_bytes()
 
 # Retries come at once (a few milliseconds), so a test can run them all.
 FAST_RETRIES = {"AUDIO_FETCH_RETRY_BASE_SECONDS": 0.01, "AUDIO_FETCH_RETRY_MAX_SECONDS": 0.02}
@@ -288,3 +293,50 @@ def test_urls_trickling_their_answer_hold_no_fetch_past_its_deadline(
     for session_id in slow:  # each attempt ended as a timeout does: tried again
         [leg] = client.get(LOOKUP + session_id + "/legs").json["items"]
         assert leg["audio"]["status"] == "pending" and "Timeout" in leg["audio"]["last_error"]
+
+
+def audio_keys(app, *session_ids: str) -> list[str | None]:
+    with app.app_context():
+        return [
+            db.session.execute(sa.select(CallSession.audio_key).filter_by(session_id=session_id)).scalar_one()
+            for session_id in session_ids
+        ]
+
+
+def test_legs_whose_session_ids_make_one_name_keep_their_own_audio(app, client, media):
+    # Keyed by session id and extension, both would be "ATVId_col.mp3".
+    mp3, aiff = "ATVId_col", "ATVId_col.mp3"
+    post_call(client, call_of(mp3, media.serve_file("/col.mp3")))
+    post_call(client, call_of(aiff, media.serve("/col.aiff", AIFF, "audio/aiff")))
+
+    drain(app)
+
+    keys = audio_keys(app, mp3, aiff)
+    for session_id, body in ((mp3, SOURCE), (aiff, AIFF)):
+        assert client.get(LOOKUP + session_id).json["status"] == "completed"
+        assert client.get(LOOKUP + session_id + "/audio").data == body
+    assert client.delete(LOOKUP + aiff).status_code == 204
+    assert client.get(LOOKUP + mp3 + "/audio").data == SOURCE  # deleting one left the other's audio
+    assert keys[0].endswith(".mp3") and keys[1].endswith(".bin"), keys  # an extension always
+
+
+def test_audio_stored_under_an_earlier_key_is_still_served_and_deleted(app, client, media):
+    # Audio stored before keys were named by primary keys keeps its key: the leg's row says where it is.
+    post_call(client, recorded_call(media))
+    drain(app)
+    storage = app.extensions["audio_storage"]
+    earlier = f"{SESSION}.mp3"
+    [key] = audio_keys(app, SESSION)
+    storage.put(earlier, io.BytesIO(SOURCE), content_type="audio/mpeg")
+    storage.delete(key)
+    with app.app_context():
+        db.session.execute(sa.update(CallSession).filter_by(session_id=SESSION).values(audio_key=earlier))
+        db.session.commit()
+
+    audio = client.get(LOOKUP + SESSION + "/audio")
+    deleted = client.delete(LOOKUP + SESSION)
+
+    assert audio.status_code == 200 and audio.data == SOURCE
+    assert deleted.status_code == 204
+    with pytest.raises(ObjectNotFound):
+        storage.stat(earlier)

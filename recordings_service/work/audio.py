@@ -64,7 +64,7 @@ def fetch_audio(claim: queue.Claim) -> None:
                 RECORDING_INVALID,
             )
             return
-        key = f"{work.session_id}{found.extension}"
+        key = storage.audio_key(claim.recording_pk, claim.session_pk, found.extension)
         try:
             file.seek(0)
             stored = current_app.extensions["audio_storage"].put(
