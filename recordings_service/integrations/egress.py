@@ -410,11 +410,11 @@ def make_client(
 ) -> httpx.Client:
     """An httpx client for URLs the service was given: every connection checked against ``policy``.
 
-    Timeouts on connect, read, write and pool waits, and ``deadline`` (seconds) on each request
-    whole, from connecting to the body's last byte, redirects included; redirects followed (each
-    hop's URL and connection checked); no cookie kept between requests; no credentials, proxy or
-    ``.netrc`` taken from the environment; a User-Agent naming the service. Close it (or use it in
-    ``with``).
+    Timeouts on connect, read, write and pool waits, and ``deadline`` (seconds; None for none) on
+    each request whole, from connecting to the body's last byte, redirects included (resolving a
+    name is not cut short); redirects followed (each hop's URL and connection checked); no cookie
+    kept between requests; no credentials, proxy or ``.netrc`` taken from the environment; a
+    User-Agent naming the service. Close it (or use it in ``with``).
     """
 
     def check_hop(request: httpx.Request) -> None:
@@ -473,10 +473,11 @@ def download(
 
     The body is written as the server sent it (``Accept-Encoding: identity`` is asked for), a chunk
     at a time, never held whole. ``timeout`` bounds connecting and each wait for bytes; ``deadline``
-    (seconds) the whole download, the headers' wait included. Raises, each an ``EgressError``: UnsafeURL (the
-    policy refuses the URL, a redirect or a resolved address), BadStatus (not 2xx), TooLarge (more
-    than ``max_bytes``: announced, or read up to ``max_bytes + 1``), LengthMismatch (fewer or more
-    bytes than Content-Length: a cut connection), TimedOut and NetworkError. On an error, ``into``
+    (seconds) the whole download, the wait for the headers included. Raises, each an
+    ``EgressError``: UnsafeURL (the policy refuses the URL, a redirect or a resolved address),
+    BadStatus (not 2xx), TooLarge (more than ``max_bytes``: announced, or read up to
+    ``max_bytes + 1``), LengthMismatch (fewer or more bytes than Content-Length: a cut connection),
+    TimedOut and NetworkError. On an error, ``into``
     may hold part of the body: the caller discards it.
 
     ``client``, when given (one of ``make_client``'s, to reuse its connections), brings its own
