@@ -289,7 +289,7 @@ def test_urls_trickling_their_answer_hold_no_fetch_past_its_deadline(
         took = wait_for(lambda: client.get(LOOKUP + SESSION).json["status"] == "completed", deadline * 10)
 
     assert took < deadline * 3
-    assert media.trickled and all(seconds < deadline * 1.5 for seconds in media.trickled), media.trickled
+    assert media.trickled and all(seconds < deadline * 2 for seconds in media.trickled), media.trickled
     for session_id in slow:  # each attempt ended as a timeout does: tried again
         [leg] = client.get(LOOKUP + session_id + "/legs").json["items"]
         assert leg["audio"]["status"] == "pending" and "Timeout" in leg["audio"]["last_error"]
