@@ -147,6 +147,8 @@ class Config:
     AUDIO_MAX_BYTES = int(os.environ.get("AUDIO_MAX_BYTES", str(200 * 1024 * 1024)))
     AUDIO_FETCH_CONNECT_TIMEOUT = _env_seconds("AUDIO_FETCH_CONNECT_TIMEOUT", "10s")
     AUDIO_FETCH_READ_TIMEOUT = _env_seconds("AUDIO_FETCH_READ_TIMEOUT", "30s")
+    # The whole of one fetch attempt on the wall clock, from connecting to the body's last byte.
+    AUDIO_FETCH_DEADLINE = _env_seconds("AUDIO_FETCH_DEADLINE", "10m")
     # Failed fetches are retried, backing off from BASE to MAX, until GIVE_UP has passed since the URL came.
     AUDIO_FETCH_RETRY_BASE_SECONDS = _env_seconds("AUDIO_FETCH_RETRY_BASE_SECONDS", "5s")
     AUDIO_FETCH_RETRY_MAX_SECONDS = _env_seconds("AUDIO_FETCH_RETRY_MAX_SECONDS", "1h")

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -69,6 +70,20 @@ def test_a_start_calls_each_number_and_answers_the_recording_and_its_legs(at_cli
         at_client.get("/api/v1/voice/recordings/conf_1/legs").json["items"][0]["session_id"]
         == legs[0]["session_id"]
     )
+
+
+def test_at_trickling_its_answer_is_a_timeout_within_the_voice_timeout(make_app, fake_at, media):
+    # A byte every 50 ms: each wait is short, so only a deadline on the whole exchange ends it.
+    settings = {**at_settings(fake_at), "AT_VOICE_API_URL": media.trickle("/call")}
+    client = make_app(**settings).test_client()
+    started = time.monotonic()
+
+    response = client.post(CALLS, json={"recording_id": "conf_1", "to": [A], "dial": DIAL})
+
+    took = time.monotonic() - started
+    assert response.status_code == 504 and "did not answer in time" in response.json["detail"]
+    assert media.fetches("/call") == 1
+    assert took < settings["AT_VOICE_TIMEOUT_SECONDS"] * 2
 
 
 def test_a_call_whose_callback_comes_before_at_answers_dials_its_recordings_numbers(

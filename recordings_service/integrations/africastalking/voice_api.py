@@ -139,7 +139,10 @@ def from_config(config) -> VoiceApi | None:
         config["AT_VOICE_TIMEOUT_SECONDS"], connect=min(5.0, config["AT_VOICE_TIMEOUT_SECONDS"])
     )
     client = egress.make_client(
-        egress.EgressPolicy.from_config(config), timeout=timeout, follow_redirects=False
+        egress.EgressPolicy.from_config(config),
+        timeout=timeout,
+        deadline=config["AT_VOICE_TIMEOUT_SECONDS"],
+        follow_redirects=False,
     )
     url = config["AT_VOICE_API_URL"] or default_url(config["AT_USERNAME"])
     return VoiceApi(url, config["AT_USERNAME"], config["AT_API_KEY"], client)
