@@ -5,12 +5,14 @@ import hashlib
 import os
 import signal
 import time
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
 
 from recordings_service import create_app
 from recordings_service.extensions import db
+from recordings_service.persistence.database import write_transaction
 from recordings_service.persistence.models import Job
 from testkit.config import config_for
 from testkit.media import RECORDED_CALL, Answer
@@ -146,3 +148,30 @@ def test_the_object_store_going_away_mid_run_loses_nothing(make_app, media, tmp_
 
     assert body["status"] == "completed"
     assert hashlib.sha256(audio).hexdigest() == hashlib.sha256(SOURCE).hexdigest()
+
+
+@contextmanager
+def connects_failing(app, times: int):
+    """The app's next ``times`` database connects fail, as they do while the server is down."""
+    engine = db.engine
+    failures = iter(range(times))
+
+    def refuse(dialect, _record, _args, _kwargs):
+        if next(failures, None) is not None:
+            raise dialect.loaded_dbapi.OperationalError("connection refused")
+
+    engine.dispose()  # no pooled connection: the next statement connects
+    sa.event.listen(engine, "do_connect", refuse)
+    try:
+        yield
+    finally:
+        sa.event.remove(engine, "do_connect", refuse)
+
+
+def test_a_failed_connect_leaves_the_session_ready_for_the_next_transaction(app):
+    with app.app_context():
+        with connects_failing(app, times=1), pytest.raises(sa.exc.OperationalError):
+            with write_transaction():
+                pass
+        with write_transaction() as session:
+            assert session.execute(sa.select(sa.func.count()).select_from(Job)).scalar_one() == 0
