@@ -130,20 +130,27 @@ def sweep_command(older_than: timedelta) -> None:
 
 
 @recordings_cli.command("worker")
-@click.option("--concurrency", type=click.IntRange(1, 64), help="Job threads (default: WORKER_CONCURRENCY).")
+@click.option(
+    "--concurrency", type=click.IntRange(1, 64), help="Fetch threads (default: WORKER_CONCURRENCY)."
+)
 @click.option("--drain", is_flag=True, help="Run the jobs due now, one at a time, then exit.")
-def worker_command(concurrency: int | None, drain: bool) -> None:
-    """Run the background jobs (fetching, verifying and storing recordings) and the periodic sweep.
+@click.pass_context
+def worker_command(ctx: click.Context, concurrency: int | None, drain: bool) -> None:
+    """Run the background jobs (fetching, verifying and storing recordings, delivering webhooks) and the
+    periodic sweep.
 
-    Runs until SIGTERM or Ctrl-C, then finishes or gives back the jobs in hand and exits. Run as
-    many as you like, on as many machines, against the same database.
+    Runs until SIGTERM or Ctrl-C, then finishes or gives back the jobs in hand and exits 0. Exits 1 when
+    it cannot work (its loops failing for WORK_FAILING_SECONDS, a thread dead), for its supervisor to
+    restart it. Run as many as you like, on as many machines, against the same database.
     """
     app = current_app._get_current_object()
-    worker = Worker(app, concurrency or app.config["WORKER_CONCURRENCY"])
+    if concurrency:
+        app.config["WORKER_CONCURRENCY"] = concurrency
+    worker = Worker(app)
     if drain:
         click.echo(f"ran {worker.drain()} jobs")
     else:
-        worker.run()
+        ctx.exit(worker.run())
 
 
 @recordings_cli.command("jobs")
@@ -200,7 +207,7 @@ def deliveries_command(recording_id: str) -> None:
 @click.argument("delivery_id", type=int)
 def redeliver_command(delivery_id: int) -> None:
     """Send delivery DELIVERY_ID again (an id from `deliveries`), as new: due at once, attempts afresh."""
-    if not queue.retry_now(delivery_id, JobKind.DELIVER_WEBHOOK):
+    if not queue.requeue(delivery_id, JobKind.DELIVER_WEBHOOK):
         raise click.ClickException(f"no delivery {delivery_id}")
     click.echo(f"delivery {delivery_id} is due again")
 
