@@ -8,12 +8,13 @@ import click
 import marshmallow as ma
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import devtools
-from .domain.clock import format_timestamp
+from .domain.clock import format_timestamp, utcnow
 from .domain.recordings import Status
 from .integrations.storage import StorageError
-from .persistence import queue
+from .persistence import liveness, queue
 from .persistence.models import JobKind, JobState
 from .recordings import calls, deletion, events, public
 from .recordings.lifecycle import replay, sweep
@@ -134,8 +135,13 @@ def sweep_command(older_than: timedelta) -> None:
     "--concurrency", type=click.IntRange(1, 64), help="Fetch threads (default: WORKER_CONCURRENCY)."
 )
 @click.option("--drain", is_flag=True, help="Run the jobs due now, one at a time, then exit.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="List the workers' heartbeats; exit 0 if one beat within WORK_LEASE_SECONDS, else 1.",
+)
 @click.pass_context
-def worker_command(ctx: click.Context, concurrency: int | None, drain: bool) -> None:
+def worker_command(ctx: click.Context, concurrency: int | None, drain: bool, check: bool) -> None:
     """Run the background jobs (fetching, verifying and storing recordings, delivering webhooks) and the
     periodic sweep.
 
@@ -144,6 +150,8 @@ def worker_command(ctx: click.Context, concurrency: int | None, drain: bool) -> 
     restart it. Run as many as you like, on as many machines, against the same database.
     """
     app = current_app._get_current_object()
+    if check:
+        ctx.exit(_check_workers(app.config["WORK_LEASE_SECONDS"]))
     if concurrency:
         app.config["WORKER_CONCURRENCY"] = concurrency
     worker = Worker(app)
@@ -151,6 +159,27 @@ def worker_command(ctx: click.Context, concurrency: int | None, drain: bool) -> 
         click.echo(f"ran {worker.drain()} jobs")
     else:
         ctx.exit(worker.run())
+
+
+def _check_workers(within: float) -> int:
+    """Print each worker's last heartbeat; 0 when one beat within ``within`` seconds, else 1."""
+    try:
+        rows = liveness.workers()
+    except SQLAlchemyError as error:
+        click.echo(f"the database did not answer: {error}", err=True)
+        return 1
+    now = utcnow()
+    alive = 0
+    for row in rows:
+        age = (now - row.beat_at).total_seconds()
+        alive += age <= within
+        click.echo(
+            f"{row.name:<48} {'alive' if age <= within else 'silent':<6} beat {age:.0f} s ago,"
+            f" {row.jobs_in_hand} jobs in hand, started {format_timestamp(row.started_at)}"
+        )
+    if not alive:
+        click.echo(f"no worker has beaten in the last {within:.0f} s", err=True)
+    return 0 if alive else 1
 
 
 @recordings_cli.command("jobs")

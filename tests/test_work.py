@@ -10,15 +10,17 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from recordings_service import create_app
+from recordings_service.domain.clock import utcnow
 from recordings_service.extensions import db
-from recordings_service.persistence import queue
+from recordings_service.persistence import liveness, queue
 from recordings_service.persistence.database import write_transaction
-from recordings_service.persistence.models import Job
+from recordings_service.persistence.models import Job, WorkerProcess
 from recordings_service.work import audio as work_audio
 from recordings_service.work import webhooks as work_webhooks
 from recordings_service.work import worker as worker_module
@@ -350,3 +352,28 @@ def test_a_delivery_that_raises_counts_an_attempt_and_is_retried_then_given_up(m
     assert [(state.value, attempts, error) for state, attempts, error in rows] == [
         ("failed", 2, "RuntimeError: the client broke")
     ]
+
+
+def test_worker_check_says_whether_a_worker_beats(make_app):
+    app = make_app(TALLY_CONCURRENCY=1, WORK_POLL_SECONDS=0.01, WORK_LEASE_SECONDS=3)
+    runner = app.test_cli_runner()
+    check = ["recordings", "worker", "--check"]
+    assert runner.invoke(args=check).exit_code == 1  # no worker
+
+    worker = Worker(app, kinds=[tally_kind.KIND])
+    seen = []
+
+    def beating() -> bool:
+        seen.append(runner.invoke(args=check))
+        return seen[-1].exit_code == 0
+
+    assert run_until(worker, beating) == 0
+    assert seen[-1].exit_code == 0 and f"{worker.name} " in seen[-1].output and "alive" in seen[-1].output
+    assert worker.name not in runner.invoke(args=check).output  # stopped, it removed its row
+
+    with app.app_context():
+        liveness.beat("elsewhere:1:silent", utcnow(), 2)
+        db.session.execute(sa.update(WorkerProcess).values(beat_at=utcnow() - timedelta(minutes=1)))
+        db.session.commit()
+    silent = runner.invoke(args=check)
+    assert silent.exit_code == 1 and "elsewhere:1:silent" in silent.output and "silent" in silent.output

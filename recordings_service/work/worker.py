@@ -24,7 +24,7 @@ from flask import Flask
 
 from ..domain.clock import utcnow
 from ..extensions import db
-from ..persistence import queue
+from ..persistence import liveness, queue
 from ..persistence.database import write_transaction
 from ..recordings.deletion import remove_expired_audio
 from ..recordings.lifecycle import sweep
@@ -64,6 +64,7 @@ class Worker:
         self.app = app
         self.lease = timedelta(seconds=app.config["WORK_LEASE_SECONDS"])
         self.kinds = {kind.name: kind for kind in kinds}
+        self.name, self.started_at = queue.new_token(), utcnow()
         self.stopping = threading.Event()
         self._held: dict[int, queue.Claim] = {}
         self._held_lock = threading.Lock()
@@ -123,14 +124,20 @@ class Worker:
             loop.join(timeout=max(deadline - time.monotonic(), 0))
         with self._held_lock:
             unfinished = list(self._held.values())
-        if unfinished:
-            try:
-                with self.app.app_context():
+        try:
+            with self.app.app_context():
+                if unfinished:
                     queue.release(unfinished)
-                log.warning("gave back %d unfinished jobs: %s", len(unfinished), [c.pk for c in unfinished])
-            except Exception:
-                log.exception("could not give back %d jobs: their leases will run out", len(unfinished))
-                code = 1
+                    log.warning(
+                        "gave back %d unfinished jobs: %s", len(unfinished), [c.pk for c in unfinished]
+                    )
+                liveness.gone(self.name)
+        except Exception:
+            log.exception(
+                "could not give back %d jobs (their leases will run out) nor remove this worker's row",
+                len(unfinished),
+            )
+            code = 1
         log.info("worker stopped")
         return code
 
@@ -210,20 +217,23 @@ class Worker:
                     failures = self._survive(name, failures, poll * 5)
 
     def _heartbeat(self) -> None:
-        """Renew the leases of the jobs in hand, so that a long download is not taken by another worker."""
+        """Renew the leases of the jobs in hand, so that a long download is not taken by another worker,
+        and write this process's heartbeat row."""
         every = self.lease.total_seconds() / 3
         failures = 0
         with self.app.app_context():
-            while not self.stopping.wait(every):
+            while not self.stopping.is_set():
                 with self._held_lock:
                     claims = list(self._held.values())
                 try:
                     if claims:
                         queue.heartbeat(claims, self.lease)
+                    liveness.beat(self.name, self.started_at, len(claims))
                     failures = self._got_through("leases")
                 except Exception:
                     log.exception("renewing %d leases failed", len(claims))
                     failures = self._survive("leases", failures, 0)
+                self.stopping.wait(every)
 
     def _every(self, seconds: float, task: Callable[[], None]) -> None:
         with self.app.app_context():
