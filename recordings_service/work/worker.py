@@ -15,6 +15,7 @@ back the leases of any still running (another worker takes them at once) and exi
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -184,14 +185,18 @@ class Worker:
             with self._held_lock:
                 self._held.pop(claim.pk, None)
 
-    def _survive(self, name: str, failures: int, backoff: float) -> int:
-        """After loop ``name`` raised (logged by the caller): a fresh session, a wait that grows with
-        ``failures`` up to ``backoff`` seconds; the count of failures in a row."""
+    def _survive(self, name: str, failures: int, backoff: float, what: str) -> int:
+        """In loop ``name``'s handler of an exception: log it (its traceback the first time in a row), start
+        a fresh session, wait longer with each of the ``failures`` in a row, up to ``backoff`` seconds;
+        the count of failures in a row."""
+        if failures == 0:
+            log.exception("%s: %s; trying again", name, what)
+        else:
+            log.warning("%s: %s again (%d in a row): %s", name, what, failures + 1, sys.exc_info()[1])
         db.session.remove()
         self._failing.setdefault(name, time.monotonic())
-        self.stopping.wait(
-            min(backoff, self.app.config["WORK_POLL_SECONDS"] * 2**failures) * random.uniform(0.5, 1)
-        )
+        wait = min(backoff, self.app.config["WORK_POLL_SECONDS"] * 2 ** min(failures, 10))
+        self.stopping.wait(wait * random.uniform(0.5, 1))
         return failures + 1
 
     def _got_through(self, name: str) -> int:
@@ -213,8 +218,7 @@ class Worker:
                     self._run(claim)
                     failures = self._got_through(name)
                 except Exception:
-                    log.exception("%s: taking or settling a job failed; trying again", name)
-                    failures = self._survive(name, failures, poll * 5)
+                    failures = self._survive(name, failures, poll * 5, "taking or settling a job failed")
 
     def _heartbeat(self) -> None:
         """Renew the leases of the jobs in hand, so that a long download is not taken by another worker,
@@ -231,8 +235,7 @@ class Worker:
                     liveness.beat(self.name, self.started_at, len(claims))
                     failures = self._got_through("leases")
                 except Exception:
-                    log.exception("renewing %d leases failed", len(claims))
-                    failures = self._survive("leases", failures, 0)
+                    failures = self._survive("leases", failures, 0, f"renewing {len(claims)} leases failed")
                 self.stopping.wait(every)
 
     def _every(self, seconds: float, task: Callable[[], None]) -> None:
