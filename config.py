@@ -156,10 +156,12 @@ class Config:
 
     # The worker (flask recordings worker): how long a claimed job is held without news before another
     # worker may take it, how often idle threads look for due jobs, how long a stopping worker lets the
-    # jobs in hand finish, and the sweep of recordings whose URL never came.
+    # jobs in hand finish, how long a loop may keep failing before the worker exits 1 (for its supervisor
+    # to restart it), and the sweep of recordings whose URL never came.
     WORK_LEASE_SECONDS = _env_seconds("WORK_LEASE_SECONDS", "60s")
     WORK_POLL_SECONDS = _env_seconds("WORK_POLL_SECONDS", "1s")
     WORK_STOP_SECONDS = _env_seconds("WORK_STOP_SECONDS", "20s")
+    WORK_FAILING_SECONDS = _env_seconds("WORK_FAILING_SECONDS", "5m")
     WORKER_CONCURRENCY = int(os.environ.get("WORKER_CONCURRENCY", "4"))
     SWEEP_INTERVAL_SECONDS = _env_seconds("SWEEP_INTERVAL_SECONDS", "1m")
     SWEEP_AFTER_SECONDS = _env_seconds("SWEEP_AFTER_SECONDS", "30m")

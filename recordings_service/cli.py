@@ -8,12 +8,13 @@ import click
 import marshmallow as ma
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import devtools
-from .domain.clock import format_timestamp
+from .domain.clock import format_timestamp, utcnow
 from .domain.recordings import Status
 from .integrations.storage import StorageError
-from .persistence import queue
+from .persistence import liveness, queue
 from .persistence.models import JobKind, JobState
 from .recordings import calls, deletion, events, public
 from .recordings.lifecycle import replay, sweep
@@ -130,20 +131,55 @@ def sweep_command(older_than: timedelta) -> None:
 
 
 @recordings_cli.command("worker")
-@click.option("--concurrency", type=click.IntRange(1, 64), help="Job threads (default: WORKER_CONCURRENCY).")
+@click.option(
+    "--concurrency", type=click.IntRange(1, 64), help="Fetch threads (default: WORKER_CONCURRENCY)."
+)
 @click.option("--drain", is_flag=True, help="Run the jobs due now, one at a time, then exit.")
-def worker_command(concurrency: int | None, drain: bool) -> None:
-    """Run the background jobs (fetching, verifying and storing recordings) and the periodic sweep.
+@click.option(
+    "--check",
+    is_flag=True,
+    help="List the workers' heartbeats; exit 0 if one beat within WORK_LEASE_SECONDS, else 1.",
+)
+@click.pass_context
+def worker_command(ctx: click.Context, concurrency: int | None, drain: bool, check: bool) -> None:
+    """Run the background jobs (fetching, verifying and storing recordings, delivering webhooks) and the
+    periodic sweep.
 
-    Runs until SIGTERM or Ctrl-C, then finishes or gives back the jobs in hand and exits. Run as
-    many as you like, on as many machines, against the same database.
+    Runs until SIGTERM or Ctrl-C, then finishes or gives back the jobs in hand and exits 0. Exits 1 when
+    it cannot work (its loops failing for WORK_FAILING_SECONDS, a thread dead), for its supervisor to
+    restart it. Run as many as you like, on as many machines, against the same database.
     """
     app = current_app._get_current_object()
-    worker = Worker(app, concurrency or app.config["WORKER_CONCURRENCY"])
+    if check:
+        ctx.exit(_check_workers(app.config["WORK_LEASE_SECONDS"]))
+    if concurrency:
+        app.config["WORKER_CONCURRENCY"] = concurrency
+    worker = Worker(app)
     if drain:
         click.echo(f"ran {worker.drain()} jobs")
     else:
-        worker.run()
+        ctx.exit(worker.run())
+
+
+def _check_workers(within: float) -> int:
+    """Print each worker's last heartbeat; 0 when one beat within ``within`` seconds, else 1."""
+    try:
+        rows = liveness.workers()
+    except SQLAlchemyError as error:
+        click.echo(f"the database did not answer: {error}", err=True)
+        return 1
+    now = utcnow()
+    alive = 0
+    for row in rows:
+        age = (now - row.beat_at).total_seconds()
+        alive += age <= within
+        click.echo(
+            f"{row.name:<48} {'alive' if age <= within else 'silent':<6} beat {age:.0f} s ago,"
+            f" {row.jobs_in_hand} jobs in hand, started {format_timestamp(row.started_at)}"
+        )
+    if not alive:
+        click.echo(f"no worker has beaten in the last {within:.0f} s", err=True)
+    return 0 if alive else 1
 
 
 @recordings_cli.command("jobs")
@@ -200,7 +236,7 @@ def deliveries_command(recording_id: str) -> None:
 @click.argument("delivery_id", type=int)
 def redeliver_command(delivery_id: int) -> None:
     """Send delivery DELIVERY_ID again (an id from `deliveries`), as new: due at once, attempts afresh."""
-    if not queue.retry_now(delivery_id, JobKind.DELIVER_WEBHOOK):
+    if not queue.requeue(delivery_id, JobKind.DELIVER_WEBHOOK):
         raise click.ClickException(f"no delivery {delivery_id}")
     click.echo(f"delivery {delivery_id} is due again")
 

@@ -55,4 +55,4 @@ def recorded_call(media, path: str = "/recording/abc123def456.mp3") -> list[dict
 def drain(app) -> int:
     """Run the background jobs due now (as `flask recordings worker --drain` does); how many ran."""
     with app.app_context():
-        return Worker(app, 1).drain()
+        return Worker(app).drain()

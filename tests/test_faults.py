@@ -1,10 +1,11 @@
 """Things breaking under load (`make faults`): nothing acknowledged is lost, and the service recovers.
 
-The PostgreSQL outage test stops and starts the machine's PostgreSQL server with pg_ctlcluster, and
-always starts it again, even when the test fails.
+The PostgreSQL outage tests stop and start the local cluster serving TEST_DATABASE_URL with
+pg_ctlcluster, and always start it again, even when a test fails.
 """
 
 import base64
+import collections
 import json
 import multiprocessing
 import os
@@ -23,11 +24,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
-from config import Config
+from config import Config, database_url
 from recordings_service import create_app
+from recordings_service.devtools.simulation import call_sequence, new_session_id
 from recordings_service.extensions import db
-from recordings_service.persistence.models import StoredCallback, WebhookEvent
+from recordings_service.persistence.models import Job, JobState, Recording, StoredCallback, WebhookEvent
 from recordings_service.recordings.lifecycle import replay
 from testkit.config import config_for
 from testkit.nginx import nginx
@@ -80,9 +83,21 @@ def assert_every_callback_stored_once_and_applied(url: str, deliveries: list[dic
 # --- PostgreSQL stops in the middle of a storm ------------------------------------------------
 
 
+def _server() -> tuple[str, int]:
+    """The host and port of the PostgreSQL server the tests run on (TEST_DATABASE_URL's)."""
+    url = make_url(database_url(os.environ["TEST_DATABASE_URL"]))
+    return url.host or "127.0.0.1", url.port or 5432
+
+
 def _cluster() -> list[str]:
-    version = sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(p) for p in v.split(".")])[-1]
-    return [version, "main"]
+    """The version and name of the local cluster serving TEST_DATABASE_URL's port (pg_lsclusters)."""
+    port = _server()[1]
+    listing = subprocess.run(["pg_lsclusters", "--no-header"], check=True, capture_output=True, text=True)
+    for line in listing.stdout.splitlines():
+        version, name, cluster_port, *_ = line.split()
+        if int(cluster_port) == port:
+            return [version, name]
+    raise AssertionError(f"no local PostgreSQL cluster on port {port}: {listing.stdout}")
 
 
 def _pg_ctl(action: str) -> None:
@@ -101,7 +116,8 @@ def _pg_ctl(action: str) -> None:
 
 
 def _pg_ready() -> bool:
-    return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"], timeout=30).returncode == 0
+    host, port = _server()
+    return subprocess.run(["pg_isready", "-q", "-h", host, "-p", str(port)], timeout=30).returncode == 0
 
 
 @pytest.fixture
@@ -140,6 +156,103 @@ def test_postgresql_stopping_mid_storm_loses_nothing_acknowledged(restartable_po
         assert settle(base, deliveries, before + during) == len(during)
         assert_outcomes(base, expected)
     assert_every_callback_stored_once_and_applied(url, deliveries)
+
+
+# --- PostgreSQL stops while the worker fetches and tells ------------------------------------------
+
+
+def recorded_calls(count: int, media, rng: random.Random) -> tuple[list[dict], list[str]]:
+    """The callbacks of ``count`` recorded AT calls, their audio served by ``media``, shuffled with one in
+    four posted twice; and their session ids (their recordings' ids)."""
+    sessions = [new_session_id(rng) for _ in range(count)]
+    posts = []
+    for session_id in sessions:
+        url = media.serve_file(f"/recordings/{session_id}.mp3")
+        posts += call_sequence(session_id, "recorded", rng, recording_url=url)
+    deliveries = posts + rng.sample(posts, len(posts) // 4)
+    rng.shuffle(deliveries)
+    return deliveries, sessions
+
+
+def all_settled(url: str) -> tuple[list[str], int, set[str]]:
+    """The recordings' statuses, how many jobs are not done, and the events' ids."""
+    app = create_app(config_for(url))
+    with app.app_context():
+        statuses = db.session.execute(sa.select(Recording.status)).scalars().all()
+        unfinished = db.session.execute(
+            sa.select(sa.func.count()).select_from(Job).where(Job.state != JobState.DONE)
+        ).scalar_one()
+        events = set(db.session.execute(sa.select(WebhookEvent.event_id)).scalars())
+        db.session.close()
+        db.engine.dispose()
+    return [status.value for status in statuses], unfinished, events
+
+
+def wait_until_settled(url: str, count: int, running, seconds: float = 120) -> set[str]:
+    """Wait until ``count`` recordings are completed and every job is done; the events' ids."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert running.poll() is None, "the worker exited"
+        statuses, unfinished, events = all_settled(url)
+        if statuses == ["completed"] * count and unfinished == 0:
+            return events
+        assert time.monotonic() < deadline, (collections.Counter(statuses), unfinished)
+        time.sleep(0.5)
+
+
+WORKING = {"WORK_POLL_SECONDS": "0.2", "WORK_LEASE_SECONDS": "3"}
+
+
+@pytest.mark.parametrize("seconds", [5, 20])
+def test_postgresql_stopping_under_a_storm_leaves_the_worker_to_finish_every_recording(
+    restartable_postgresql, media, seconds
+):
+    url = restartable_postgresql
+    deliveries, sessions = recorded_calls(100, media, random.Random(seconds))
+    half = len(deliveries) // 2
+    with Receiver() as hooks:
+        settings = {
+            "WEBHOOK_URL": hooks.url,
+            "WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"f" * 32).decode(),
+        }
+        with gunicorn(url, workers=2, **settings) as base, worker(url, **WORKING, **settings) as running:
+            with ThreadPoolExecutor(8) as pool:
+                before = list(pool.map(lambda fields: post(base, fields), deliveries[:half]))
+                _pg_ctl("stop")  # the worker is fetching, storing and telling
+                during = list(pool.map(lambda fields: post(base, fields), deliveries[half:]))
+                time.sleep(seconds)
+                _pg_ctl("start")
+            deadline = time.monotonic() + 30
+            while http("GET", base + "/readyz")[0] != 200:
+                assert time.monotonic() < deadline, "the service did not recover"
+                time.sleep(0.5)
+            settle(base, deliveries, before + during)
+            events = wait_until_settled(url, len(sessions), running)
+            # Told at least once of each event (twice when an answer came as the database went away).
+            deadline = time.monotonic() + 30
+            while {request.headers["webhook-id"] for request in hooks.received} != events:
+                assert time.monotonic() < deadline, "some events were never delivered"
+                time.sleep(0.2)
+            assert running.poll() is None  # the same worker, never restarted
+    assert len(events) == 2 * len(sessions)  # processing, then completed
+
+
+def test_a_worker_started_while_postgresql_is_down_works_once_it_is_up(restartable_postgresql, media):
+    url = restartable_postgresql
+    deliveries, sessions = recorded_calls(10, media, random.Random(31))
+    app = create_app(config_for(url))
+    client = app.test_client()
+    for fields in deliveries:
+        assert client.post("/api/v1/voice/callback", data=fields).status_code == 200
+    with app.app_context():
+        db.engine.dispose()
+    _pg_ctl("stop")
+    with worker(url, **WORKING) as running:
+        time.sleep(5)  # every loop fails, and backs off
+        assert running.poll() is None
+        _pg_ctl("start")
+        wait_until_settled(url, len(sessions), running)
+        assert running.poll() is None
 
 
 # --- A worker is killed in the middle of a storm ----------------------------------------------

@@ -37,8 +37,9 @@ def write_transaction() -> Iterator[Session]:
     session = db.session()
     if session.in_transaction():
         raise RuntimeError("a write transaction must start on a session with none open")
-    session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
     try:
+        # Inside the try: a connect that fails must not leave the session in a transaction.
+        session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
         yield session
         session.commit()
     except BaseException:

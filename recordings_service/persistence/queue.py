@@ -5,7 +5,8 @@ A worker claims a due job by taking a lease on it in a short transaction: on Pos
 ``SELECT ... FOR UPDATE SKIP LOCKED``, so any number of workers on any number of machines never take the
 same job at once; on SQLite claims are write transactions (``BEGIN IMMEDIATE``), one at a time. The work
 itself runs outside any transaction. A worker that dies lets its lease run out, and another takes the job.
-Settling a job (done, again later, given up) checks that the lease is still the settler's.
+Its verbs: ``enqueue``, ``claim``, ``heartbeat`` (renew the leases in hand), and settling a job,
+``finish``, ``retry`` or ``fail``, after ``held`` has checked that the lease is still the settler's.
 """
 
 import os
@@ -98,7 +99,7 @@ def cancel(session: Session, recording_pk: int, why: str) -> None:
     )
 
 
-def retry_now(pk: int, kind: str) -> bool:
+def requeue(pk: int, kind: str) -> bool:
     """Make the job ``pk`` of ``kind`` (done or given up) pending again, due at once, its attempts counted
     afresh; whether there is such a job."""
     with write_transaction() as session:
@@ -110,12 +111,12 @@ def retry_now(pk: int, kind: str) -> bool:
         return True
 
 
-def again(job: Job, at: datetime, error: str) -> None:
+def retry(job: Job, at: datetime, error: str) -> None:
     """The attempt failed; the job is due again at ``at``."""
     job.run_at, job.leased_until, job.last_error = at, None, error
 
 
-def give_up(job: Job, now: datetime, error: str) -> None:
+def fail(job: Job, now: datetime, error: str) -> None:
     """The job will not be tried again."""
     job.state, job.finished_at, job.leased_until, job.last_error = JobState.FAILED, now, None, error
 
@@ -166,7 +167,7 @@ def depth() -> list[Depth]:
     ]
 
 
-def renew(claims: Iterable[Claim], lease: timedelta) -> None:
+def heartbeat(claims: Iterable[Claim], lease: timedelta) -> None:
     """Extend the leases of ``claims`` still held, from now."""
     _update_held(claims, leased_until=utcnow() + lease)
 

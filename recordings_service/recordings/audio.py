@@ -11,8 +11,8 @@ from ..domain.clock import utcnow
 from ..domain.recordings import AudioStatus, advance
 from ..extensions import db
 from ..persistence import queue
-from ..persistence.database import single_read, write_transaction
-from ..persistence.models import CallSession, JobKind, Recording
+from ..persistence.database import single_read
+from ..persistence.models import CallSession, Job, JobKind, Recording
 from . import events
 from .locks import lock_recording, sessions_of
 
@@ -64,61 +64,42 @@ class StoredAudio:
     duration: int
 
 
-def audio_stored(claim: queue.Claim, stored: StoredAudio) -> str:
-    """Record the leg's stored audio, finish its job and move its recording on, in one transaction:
-    ``"stored"``. ``"lost"``, changing nothing, when the claim lost its lease (another worker took the
-    job); ``"unwanted"`` when the recording was deleted meanwhile (the caller deletes what it stored)."""
-    now = utcnow()
-    with write_transaction() as session:
-        call, recording = _lock(claim)
-        job = queue.held(session, claim)
-        if job is None or call is None:
-            return "lost"
-        if recording.deleted_at is not None:
-            queue.finish(job, now)
-            return "unwanted"
-        call.audio_status = AudioStatus.STORED
-        call.audio_key, call.audio_size, call.audio_sha256 = stored.key, stored.size, stored.sha256
-        call.audio_content_type, call.audio_duration = stored.content_type, stored.duration
-        call.audio_stored_at, call.audio_error = now, None
-        queue.finish(job, now)
-        events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions_of(recording)]))
-    return "stored"
-
-
-def attempt_failed(claim: queue.Claim, error: str, retry_at: datetime | None, failure: str) -> bool:
-    """Record a failed attempt: the job is due again at ``retry_at``; or, with ``retry_at`` None, given up,
-    the leg's audio failed with ``failure`` and its recording moved on. False when the claim was lost."""
-    now = utcnow()
-    with write_transaction() as session:
-        call, recording = _lock(claim)
-        job = queue.held(session, claim)
-        if job is None or call is None:
-            return False
-        call.audio_error = error
-        if retry_at is not None:
-            queue.again(job, retry_at, error)
-            return True
-        call.audio_status, call.audio_failure = AudioStatus.FAILED, failure
-        queue.give_up(job, now, error)
-        events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions_of(recording)]))
-    return True
-
-
-def _lock(claim: queue.Claim) -> tuple[CallSession | None, Recording | None]:
-    """The claim's leg and its recording, the recording's row locked first (the order every writer keeps)."""
+def lock(claim: queue.Claim) -> None:
+    """In the settling transaction of a fetch job: its leg's recording row locked, before the job's (the
+    order every writer keeps)."""
     recording_pk = db.session.execute(
         select(CallSession.recording_pk).filter_by(pk=claim.session_pk)
     ).scalar_one_or_none()
-    if recording_pk is None:
-        return None, None
-    recording = lock_recording(pk=recording_pk)
-    return db.session.get(CallSession, claim.session_pk), recording
+    if recording_pk is not None:
+        lock_recording(pk=recording_pk)
 
 
-def drop(claim: queue.Claim) -> None:
-    """Finish a fetch job whose leg no longer waits for audio."""
-    with write_transaction() as session:
-        job = queue.held(session, claim)
-        if job is not None:
-            queue.finish(job, utcnow())
+def _leg(job: Job) -> tuple[CallSession, Recording]:
+    """The fetch job's leg and its recording (locked by ``lock``)."""
+    call = db.session.get(CallSession, job.session_pk)
+    return call, db.session.get(Recording, call.recording_pk)
+
+
+def audio_stored(job: Job, stored: StoredAudio) -> bool:
+    """In the settling transaction of the leg's fetch job: record its stored audio and move its
+    recording on. False, changing nothing, when the recording was deleted meanwhile (the caller deletes
+    what it stored)."""
+    call, recording = _leg(job)
+    if recording.deleted_at is not None:
+        return False
+    call.audio_status = AudioStatus.STORED
+    call.audio_key, call.audio_size, call.audio_sha256 = stored.key, stored.size, stored.sha256
+    call.audio_content_type, call.audio_duration = stored.content_type, stored.duration
+    call.audio_stored_at, call.audio_error = utcnow(), None
+    events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions_of(recording)]))
+    return True
+
+
+def attempt_failed(job: Job, error: str, failure: str | None) -> None:
+    """In the settling transaction of the leg's fetch job: record a failed attempt; with ``failure``, the
+    leg's audio failed for good with it and its recording moves on."""
+    call, recording = _leg(job)
+    call.audio_error = error
+    if failure is not None:
+        call.audio_status, call.audio_failure = AudioStatus.FAILED, failure
+        events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions_of(recording)]))

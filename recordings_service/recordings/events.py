@@ -18,7 +18,7 @@ from ..domain.recordings import RecordingState, Status
 from ..extensions import db
 from ..integrations import egress
 from ..persistence import queue
-from ..persistence.database import single_read, write_transaction
+from ..persistence.database import single_read
 from ..persistence.models import Job, JobKind, JobState, Recording, WebhookEvent
 from . import public
 
@@ -104,28 +104,6 @@ def delivery_for(claim: queue.Claim) -> Delivery | None:
     with single_read() as connection:
         row = connection.execute(query).first()
     return None if row is None else Delivery(*row)
-
-
-def delivered(claim: queue.Claim, status: int) -> None:
-    """The endpoint answered 2xx."""
-    with write_transaction() as session:
-        job = queue.held(session, claim)
-        if job is not None:
-            job.last_status = status
-            queue.finish(job, utcnow())
-
-
-def not_delivered(claim: queue.Claim, status: int | None, error: str, retry_at) -> None:
-    """The attempt failed (``status`` the endpoint's answer, if any): again at ``retry_at``, or (None) never."""
-    with write_transaction() as session:
-        job = queue.held(session, claim)
-        if job is None:
-            return
-        job.last_status = status
-        if retry_at is None:
-            queue.give_up(job, utcnow(), error)
-        else:
-            queue.again(job, retry_at, error)
 
 
 _DELIVERIES = (

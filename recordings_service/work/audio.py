@@ -8,10 +8,12 @@ audio). A URL the service may never fetch (not http(s), a private address in pro
 AUDIO_MAX_BYTES fails at once. The store failing is retried and never gives up: it is ours, not AT's.
 """
 
+import functools
 import logging
 import random
 import tempfile
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 
 import httpx
 from flask import current_app
@@ -21,20 +23,21 @@ from ..domain.recordings import RECORDING_INVALID, RECORDING_UNAVAILABLE, retry_
 from ..integrations import egress, storage
 from ..integrations.audio import InvalidAudio, inspect
 from ..persistence import queue
+from ..persistence.models import Job, JobKind
 from ..recordings import audio as recorded
 from ..recordings.audio import AudioWork, StoredAudio
+from .jobs import Done, GiveUp, Kind, Outcome, Retry
 
 log = logging.getLogger(__name__)
 
 _rng = random.Random()
 
 
-def fetch_audio(claim: queue.Claim) -> None:
+def fetch_audio(claim: queue.Claim) -> Outcome:
     """Run one attempt of a fetch job."""
     work = recorded.work_for(claim)
     if work is None:  # the leg no longer waits for audio (stored by an earlier attempt, or deleted)
-        recorded.drop(claim)
-        return
+        return Done()
     config = current_app.config
     with tempfile.TemporaryFile() as file:
         try:
@@ -51,19 +54,16 @@ def fetch_audio(claim: queue.Claim) -> None:
             found = inspect(file)
         except (egress.UnsafeURL, egress.TooLarge) as error:
             # Neither changes by waiting: a URL the service may not fetch, or a file over AUDIO_MAX_BYTES.
-            _failed(claim, work, str(error), RECORDING_UNAVAILABLE, final=True)
-            return
+            return _gave_up(work, str(error), RECORDING_UNAVAILABLE)
         except egress.EgressError as error:
-            _failed(claim, work, str(error), RECORDING_UNAVAILABLE)
-            return
+            return failed(claim, str(error), RECORDING_UNAVAILABLE, work)
         except InvalidAudio as error:
-            _failed(
+            return failed(
                 claim,
-                work,
                 f"{work.url} served {fetched.content_type or 'no type'}: {error}",
                 RECORDING_INVALID,
+                work,
             )
-            return
         key = storage.audio_key(claim.recording_pk, claim.session_pk, found.extension)
         try:
             file.seek(0)
@@ -72,36 +72,30 @@ def fetch_audio(claim: queue.Claim) -> None:
             )
         except storage.StorageError as error:
             # Our store is down: try again later, however long it takes; AT's URL is not at fault.
-            _retry(claim, work, f"storing {key}: {error}")
-            return
-    duration = round(found.seconds)
-    outcome = recorded.audio_stored(
-        claim, StoredAudio(key, stored.size, stored.sha256, found.content_type, duration)
-    )
-    if outcome == "unwanted":  # the recording was deleted while its audio was on its way
-        current_app.extensions["audio_storage"].delete(key)
-    elif outcome == "stored":
-        log.info(
-            "stored the audio of %s (recording %s): %s, %d bytes, %d s",
-            work.session_id,
-            work.recording_id,
-            key,
-            stored.size,
-            duration,
-        )
+            return _retry(claim, work, f"storing {key}: {error}")
+    return Done(StoredAudio(key, stored.size, stored.sha256, found.content_type, round(found.seconds)))
 
 
-def _failed(claim: queue.Claim, work: AudioWork, error: str, failure: str, final: bool = False) -> None:
-    now = utcnow()
+def failed(
+    claim: queue.Claim, error: str, failure: str = RECORDING_UNAVAILABLE, work: AudioWork | None = None
+) -> Outcome:
+    """The rule for a failed attempt: again, with backoff, until AUDIO_FETCH_GIVE_UP has passed since
+    the URL came; then the leg's audio fails with ``failure``."""
+    work = work or recorded.work_for(claim)
+    if work is None:
+        return Done()
     give_up = timedelta(seconds=current_app.config["AUDIO_FETCH_GIVE_UP"])
-    if final or now >= work.url_received_at + give_up:
-        log.warning("giving up the audio of %s (recording %s): %s", work.session_id, work.recording_id, error)
-        recorded.attempt_failed(claim, error, None, failure)
-        return
-    _retry(claim, work, error, now)
+    if utcnow() >= work.url_received_at + give_up:
+        return _gave_up(work, error, failure)
+    return _retry(claim, work, error, failure)
 
 
-def _retry(claim: queue.Claim, work: AudioWork, error: str, now: datetime | None = None) -> None:
+def _gave_up(work: AudioWork, error: str, failure: str) -> GiveUp:
+    log.warning("giving up the audio of %s (recording %s): %s", work.session_id, work.recording_id, error)
+    return GiveUp(error, failure)
+
+
+def _retry(claim: queue.Claim, work: AudioWork, error: str, failure: str = RECORDING_UNAVAILABLE) -> Retry:
     config = current_app.config
     delay = retry_delay(
         claim.attempts,
@@ -112,4 +106,33 @@ def _retry(claim: queue.Claim, work: AudioWork, error: str, now: datetime | None
     log.info(
         "audio of %s, attempt %d failed, again in %.0f s: %s", work.session_id, claim.attempts, delay, error
     )
-    recorded.attempt_failed(claim, error, (now or utcnow()) + timedelta(seconds=delay), RECORDING_UNAVAILABLE)
+    return Retry(utcnow() + timedelta(seconds=delay), error, failure)
+
+
+def record(job: Job, outcome: Outcome) -> Callable[[], None] | None:
+    """What a fetch job's outcome does to its leg and recording; once committed, audio stored for a
+    recording deleted meanwhile is deleted."""
+    match outcome:
+        case Done(detail=None):  # nothing was fetched: the leg no longer waited
+            return None
+        case Done(detail=stored):
+            if recorded.audio_stored(job, stored):
+                log.info(
+                    "stored the audio of leg %s: %s, %d bytes, %d s",
+                    job.session_pk,
+                    stored.key,
+                    stored.size,
+                    stored.duration,
+                )
+                return None
+            return functools.partial(current_app.extensions["audio_storage"].delete, stored.key)
+        case Retry(reason=reason):
+            recorded.attempt_failed(job, reason, None)
+        case GiveUp(reason=reason, detail=failure):
+            recorded.attempt_failed(job, reason, failure)
+    return None
+
+
+KIND = Kind(
+    JobKind.FETCH_AUDIO, fetch_audio, failed, threads="WORKER_CONCURRENCY", lock=recorded.lock, record=record
+)

@@ -19,16 +19,18 @@ from standardwebhooks.webhooks import Webhook
 from ..domain.clock import utcnow
 from ..integrations import egress
 from ..persistence import queue
+from ..persistence.models import Job, JobKind
 from ..recordings import events
+from .jobs import Done, GiveUp, Kind, Outcome, Retry
 
 log = logging.getLogger(__name__)
 
 
-def deliver_webhook(claim: queue.Claim) -> None:
+def deliver_webhook(claim: queue.Claim) -> Outcome:
     """Run one attempt of a delivery."""
     delivery = events.delivery_for(claim)
     if delivery is None:
-        return
+        return Done()
     config = current_app.config
     body = json.dumps(delivery.message, separators=(",", ":"))
     now = utcnow()
@@ -44,29 +46,34 @@ def deliver_webhook(claim: queue.Claim) -> None:
         with egress.make_client(policy, timeout=seconds, deadline=seconds, follow_redirects=False) as client:
             response = client.post(delivery.url, content=body, headers=headers)
     except egress.UnsafeURL as error:
-        _failed(claim, delivery, None, str(error), final=True)
-        return
+        return _gave_up(claim, str(error), None)
     except (egress.EgressError, httpx.HTTPError) as error:
-        _failed(claim, delivery, None, f"{type(error).__name__}: {error}")
-        return
+        return failed(claim, f"{type(error).__name__}: {error}")
     if 200 <= response.status_code < 300:
-        events.delivered(claim, response.status_code)
-    else:
-        _failed(
-            claim,
-            delivery,
-            response.status_code,
-            f"answered {response.status_code}",
-            final=response.status_code == 410,
-        )
+        return Done(response.status_code)
+    error = f"answered {response.status_code}"
+    if response.status_code == 410:
+        return _gave_up(claim, error, response.status_code)
+    return failed(claim, error, response.status_code)
 
 
-def _failed(
-    claim: queue.Claim, delivery: events.Delivery, status: int | None, error: str, final: bool = False
-) -> None:
+def failed(claim: queue.Claim, error: str, status: int | None = None) -> Outcome:
+    """The rule for a failed attempt (``status`` the endpoint's answer, if any): again on
+    WEBHOOK_RETRY_SCHEDULE, given up once it is spent."""
     schedule = current_app.config["WEBHOOK_RETRY_SCHEDULE"]
-    if final or claim.attempts >= len(schedule):
-        log.warning("gave up delivering %s to %s: %s", delivery.event_id, httpx.URL(delivery.url).host, error)
-        events.not_delivered(claim, status, error, None)
-        return
-    events.not_delivered(claim, status, error, utcnow() + timedelta(seconds=schedule[claim.attempts]))
+    if claim.attempts >= len(schedule):
+        return _gave_up(claim, error, status)
+    return Retry(utcnow() + timedelta(seconds=schedule[claim.attempts]), error, status)
+
+
+def _gave_up(claim: queue.Claim, error: str, status: int | None) -> GiveUp:
+    log.warning("gave up delivery %s: %s", claim.pk, error)
+    return GiveUp(error, status)
+
+
+def record(job: Job, outcome: Outcome) -> None:
+    """Keep the endpoint's last answer (its HTTP status) with the delivery."""
+    job.last_status = outcome.detail
+
+
+KIND = Kind(JobKind.DELIVER_WEBHOOK, deliver_webhook, failed, threads="WEBHOOK_CONCURRENCY", record=record)
