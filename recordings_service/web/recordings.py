@@ -19,7 +19,7 @@ from ..recordings.public import AudioFile, LegsSchema, RecordingSchema
 from ..recordings.registration import RecordingDeleted, SessionConflict, register_recording
 from .blueprints import Blueprint, on_database_error
 from .schemas import DeliveriesSchema, ListQuerySchema, RecordingPageSchema, RegistrationSchema
-from .waiting import Full
+from .waiting import Full, Gone
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,8 @@ def get_recording(recording_id: str):
             )
         except Full:
             waited, refused = False, True
+        except Gone:
+            abort(404, message=NOT_FOUND)
     # If-None-Match is the one precondition a lookup honours (RFC 9110 13.1.2: weak comparison).
     # Checked here rather than with Response.make_conditional, which also parses dates and ranges
     # the lookup never sends: a tenth of the lookup's time.
