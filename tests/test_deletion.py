@@ -127,6 +127,18 @@ def test_a_late_callback_of_a_deleted_recording_is_kept_redacted_and_revives_not
     assert "replayed 0 recordings" in runner.invoke(args=["recordings", "replay"]).output
 
 
+def test_a_live_callback_of_a_deleted_recording_dials_and_records_nobody(make_app, media):
+    app = make_app(VOICE_DIAL_NUMBERS=["+254700000001"])
+    client = app.test_client()
+    recorded(client, media, "conf_gone", ["ATVId_gone"])
+    client.delete(LOOKUP + "conf_gone")
+
+    answer = client.post(CALLBACK, data=fixture_call("recorded-call")[0] | {"sessionId": "ATVId_gone"})
+
+    assert answer.status_code == 200
+    assert answer.data.decode().endswith("<Response />")
+
+
 def test_a_session_of_a_deleted_provisional_recording_is_not_adopted(app, client, media):
     # A callback came first: the session got a provisional recording, named after it, which was deleted;
     # a late callback was kept redacted. Naming the session now must not revive the deleted data.
