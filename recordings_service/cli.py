@@ -12,7 +12,6 @@ from flask.cli import AppGroup
 from . import devtools
 from .domain.clock import format_timestamp
 from .domain.recordings import Status
-from .integrations.storage import StorageError
 from .persistence import queue
 from .persistence.models import JobKind, JobState
 from .recordings import calls, deletion, events, public
@@ -171,10 +170,7 @@ def delete_command(recording_id: str) -> None:
 
     As DELETE /api/v1/voice/recordings/RECORDING_ID does; its webhooks are told (recording.deleted).
     """
-    try:
-        deleted = deletion.delete_recording(recording_id, current_app.extensions["audio_storage"])
-    except StorageError as error:
-        raise click.ClickException(f"the audio store failed, nothing was deleted: {error}") from error
+    deleted = deletion.delete_recording(recording_id, current_app.extensions["audio_storage"])
     if not deleted:
         raise click.ClickException(f"recording {recording_id!r} not found")
     click.echo(f"deleted {recording_id}")

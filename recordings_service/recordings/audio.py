@@ -12,7 +12,7 @@ from ..domain.recordings import AudioStatus, advance
 from ..extensions import db
 from ..persistence import queue
 from ..persistence.database import single_read, write_transaction
-from ..persistence.models import CallSession, JobKind, Recording
+from ..persistence.models import CallSession, Job, JobKind, JobState, Recording
 from . import events
 from .locks import lock_recording, sessions_of
 
@@ -66,16 +66,26 @@ class StoredAudio:
 
 def audio_stored(claim: queue.Claim, stored: StoredAudio) -> str:
     """Record the leg's stored audio, finish its job and move its recording on, in one transaction:
-    ``"stored"``. ``"lost"``, changing nothing, when the claim lost its lease (another worker took the
-    job); ``"unwanted"`` when the recording was deleted meanwhile (the caller deletes what it stored)."""
+    ``"stored"``. ``"unwanted"`` when no one wants what was stored: the recording was deleted (the leg
+    keeps the key, for ``deletion.remove_deleted_audio``), or the job was cancelled or its leg is gone
+    (the caller deletes it). ``"lost"``, changing nothing, when another worker took the job, which
+    stores the same key or has already."""
     now = utcnow()
     with write_transaction() as session:
         call, recording = _lock(claim)
         job = queue.held(session, claim)
-        if job is None or call is None:
-            return "lost"
+        if call is None:
+            return "unwanted"
         if recording.deleted_at is not None:
-            queue.finish(job, now)
+            if call.audio_key is None:
+                call.audio_key = stored.key
+            if job is not None:
+                queue.finish(job, now)
+            return "unwanted"
+        if job is None:
+            taken = session.get(Job, claim.pk)
+            if call.audio_key == stored.key or (taken is not None and taken.state is JobState.PENDING):
+                return "lost"
             return "unwanted"
         call.audio_status = AudioStatus.STORED
         call.audio_key, call.audio_size, call.audio_sha256 = stored.key, stored.size, stored.sha256

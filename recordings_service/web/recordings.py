@@ -295,19 +295,15 @@ def _serve(audio: AudioFile | None) -> Response:
 @blp.route("/recordings/<recording_id>", methods=["DELETE"])
 @blp.response(204, description="Deleted: its audio, its personal data, the recording as clients see it")
 @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
-@blp.alt_response(503, schema=ErrorSchema, description="The audio store failed; nothing was deleted")
+@blp.alt_response(500, schema=ErrorSchema, description="The database failed; nothing was deleted")
 @on_database_error("Failed to delete recording")
 def delete_recording(recording_id: str):
     """Delete a recording: every leg's stored audio, the phone numbers and URLs it kept, and the recording.
 
     Its webhooks are told (recording.deleted). Lookups answer 404 from then on: in every process within
-    COMPLETED_CACHE_SECONDS.
+    COMPLETED_CACHE_SECONDS. Audio the store cannot delete at once is removed when it can.
     """
-    try:
-        deleted = deletion.delete_recording(recording_id, current_app.extensions["audio_storage"])
-    except StorageError:
-        log.exception("deleting the audio of %s failed", recording_id)
-        abort(503, message="The audio store is unavailable; nothing was deleted: try again")
+    deleted = deletion.delete_recording(recording_id, current_app.extensions["audio_storage"])
     if not deleted:
         abort(404, message=NOT_FOUND)
     return Response(status=204)

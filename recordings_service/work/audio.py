@@ -22,6 +22,7 @@ from ..integrations import egress, storage
 from ..integrations.audio import InvalidAudio, inspect
 from ..persistence import queue
 from ..recordings import audio as recorded
+from ..recordings import deletion
 from ..recordings.audio import AudioWork, StoredAudio
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,8 @@ def fetch_audio(claim: queue.Claim) -> None:
     outcome = recorded.audio_stored(
         claim, StoredAudio(key, stored.size, stored.sha256, found.content_type, duration)
     )
-    if outcome == "unwanted":  # the recording was deleted while its audio was on its way
-        current_app.extensions["audio_storage"].delete(key)
+    if outcome == "unwanted":  # the recording was deleted, or the job cancelled, while the audio came
+        _remove_unwanted(work.recording_id, key)
     elif outcome == "stored":
         log.info(
             "stored the audio of %s (recording %s): %s, %d bytes, %d s",
@@ -89,6 +90,17 @@ def fetch_audio(claim: queue.Claim) -> None:
             stored.size,
             duration,
         )
+
+
+def _remove_unwanted(recording_id: str, key: str) -> None:
+    """Delete audio stored for a leg nobody wants any more; a deleted recording's leg lets go of its key."""
+    audio_storage = current_app.extensions["audio_storage"]
+    try:
+        audio_storage.delete(key)
+        deletion.remove_deleted_audio(audio_storage, recording_id)
+    except storage.StorageError:
+        # A deleted recording's leg keeps the key: the worker's periodic removal deletes it later.
+        log.exception("deleting the unwanted audio %s of recording %s failed", key, recording_id)
 
 
 def _failed(claim: queue.Claim, work: AudioWork, error: str, failure: str, final: bool = False) -> None:

@@ -1,5 +1,6 @@
 """The worker: threads that claim due jobs and run them, a heartbeat that renews their leases, and the
-periodic tasks (the sweep of recordings whose URL never came, retention).
+periodic tasks (the sweep of recordings whose URL never came, retention, the removal of deleted
+recordings' audio that the store refused).
 
 Fetching recordings and delivering webhooks have threads of their own (WORKER_CONCURRENCY,
 WEBHOOK_CONCURRENCY), so that a slow or dead webhook receiver never delays the recordings. Any number of workers, in any number of processes and machines, share one database.
@@ -22,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..integrations.storage import StorageError
 from ..persistence import queue
 from ..persistence.models import JobKind
-from ..recordings.deletion import remove_expired_audio
+from ..recordings.deletion import remove_deleted_audio, remove_expired_audio
 from ..recordings.lifecycle import sweep
 from . import audio, webhooks
 
@@ -71,6 +72,11 @@ class Worker:
             threading.Thread(target=self._heartbeat, name="leases", daemon=True),
             threading.Thread(
                 target=self._every, args=(config["SWEEP_INTERVAL_SECONDS"], self._sweep), daemon=True
+            ),
+            threading.Thread(
+                target=self._every,
+                args=(config["RETENTION_INTERVAL_SECONDS"], self._remove_deleted),
+                daemon=True,
             ),
         ]
         if config["AUDIO_RETENTION_DAYS"] is not None:
@@ -163,3 +169,6 @@ class Worker:
     def _retain(self) -> None:
         days = self.app.config["AUDIO_RETENTION_DAYS"]
         remove_expired_audio(self.app.extensions["audio_storage"], timedelta(days=days))
+
+    def _remove_deleted(self) -> None:
+        remove_deleted_audio(self.app.extensions["audio_storage"])
