@@ -13,7 +13,7 @@ from . import devtools
 from .domain.clock import format_timestamp
 from .domain.recordings import Status
 from .persistence import queue
-from .persistence.models import JobKind, JobState
+from .persistence.models import JobState
 from .recordings import calls, deletion, events, public
 from .recordings.lifecycle import replay, sweep
 from .recordings.public import recording_schema
@@ -195,8 +195,15 @@ def deliveries_command(recording_id: str) -> None:
 @recordings_cli.command("redeliver")
 @click.argument("delivery_id", type=int)
 def redeliver_command(delivery_id: int) -> None:
-    """Send delivery DELIVERY_ID again (an id from `deliveries`), as new: due at once, attempts afresh."""
-    if not queue.retry_now(delivery_id, JobKind.DELIVER_WEBHOOK):
+    """Send delivery DELIVERY_ID again (an id from `deliveries`), as new: due at once, attempts afresh.
+
+    A deleted recording's events are not sent again, but for its recording.deleted.
+    """
+    try:
+        found = events.redeliver(delivery_id)
+    except events.OfDeletedRecording as refusal:
+        raise click.ClickException(f"{refusal}: not sent again") from None
+    if not found:
         raise click.ClickException(f"no delivery {delivery_id}")
     click.echo(f"delivery {delivery_id} is due again")
 

@@ -1,8 +1,9 @@
 """Letting recordings go: deleted on request, and their audio removed after AUDIO_RETENTION_DAYS.
 
 A deletion is one transaction first: it marks the recording deleted, redacts its personal data (the
-phone numbers and recording URLs in its stored callbacks and legs, the numbers it dials), cancels
-its pending jobs and writes the ``recording.deleted`` event. Its legs keep their ``audio_key`` until the object under it is gone: the store's deletes come after the commit, and what
+phone numbers and recording URLs in its stored callbacks, legs and webhook events, the numbers it
+dials), cancels its pending jobs and writes the ``recording.deleted`` event. Its legs keep their
+``audio_key`` until the object under it is gone: the store's deletes come after the commit, and what
 the store refuses then, ``remove_deleted_audio`` (the worker's periodic task) removes later. The row
 stays, as a tombstone: a late callback for one of its sessions is stored redacted and changes nothing,
 and the lookup answers 404 (at once in this process, within COMPLETED_CACHE_SECONDS in the others).
@@ -51,6 +52,7 @@ def delete_recording(recording_id: str, storage: Storage) -> bool:
         recording.dial, recording.recording_url, recording.deleted_at = None, None, now
         recording.audio_removed_at = recording.audio_removed_at or now
         queue.cancel(session, recording.pk, "recording deleted")
+        events.redact(recording)
         events.announce(recording, events.DELETED)
     public.forget([recording_id])
     log.info("deleted recording %s", recording_id)
