@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from recordings_service.domain.clock import utcnow
 from recordings_service.extensions import db
 from recordings_service.integrations.storage import ObjectNotFound, StorageUnavailable
 from recordings_service.persistence.models import CallSession, Job, Recording, StoredCallback
@@ -320,6 +321,29 @@ def test_a_recording_deleted_while_its_audio_is_stored_keeps_no_audio(app, clien
     with pytest.raises(ObjectNotFound):
         storage.stat(written[0])
     assert stored_keys(app, "conf_1") == []
+
+
+def test_a_worker_whose_job_another_took_and_stored_leaves_that_audio_alone(app, client, media, monkeypatch):
+    recorded(client, media, "conf_1", ["ATVId_one"])
+    storage = app.extensions["audio_storage"]
+    put, calls = storage.put, []
+
+    def put_then_taken_over(key, *args, **kwargs):
+        calls.append(key)
+        stored = put(key, *args, **kwargs)
+        if len(calls) == 1:  # this worker's lease runs out; another takes the job and stores the audio
+            with app.app_context():
+                db.session.execute(sa.update(Job).values(leased_until=utcnow() - timedelta(hours=1)))
+                db.session.commit()
+            drain(app)
+        return stored
+
+    monkeypatch.setattr(storage, "put", put_then_taken_over)
+    drain(app)
+
+    assert len(calls) == 2 and client.get(LOOKUP + "conf_1").json["status"] == "completed"
+    with client.get(LOOKUP + "conf_1/audio") as audio:
+        assert audio.status_code == 200 and audio.data == b"".join(storage.read(calls[0]))
 
 
 def test_audio_a_worker_could_not_remove_for_a_deleted_recording_is_removed_later(
