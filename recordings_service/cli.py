@@ -13,9 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import devtools
 from .domain.clock import format_timestamp, utcnow
 from .domain.recordings import Status
-from .integrations.storage import StorageError
 from .persistence import liveness, queue
-from .persistence.models import JobKind, JobState
+from .persistence.models import JobState
 from .recordings import calls, deletion, events, public
 from .recordings.lifecycle import replay, sweep
 from .recordings.public import recording_schema
@@ -207,10 +206,7 @@ def delete_command(recording_id: str) -> None:
 
     As DELETE /api/v1/voice/recordings/RECORDING_ID does; its webhooks are told (recording.deleted).
     """
-    try:
-        deleted = deletion.delete_recording(recording_id, current_app.extensions["audio_storage"])
-    except StorageError as error:
-        raise click.ClickException(f"the audio store failed, nothing was deleted: {error}") from error
+    deleted = deletion.delete_recording(recording_id, current_app.extensions["audio_storage"])
     if not deleted:
         raise click.ClickException(f"recording {recording_id!r} not found")
     click.echo(f"deleted {recording_id}")
@@ -235,8 +231,15 @@ def deliveries_command(recording_id: str) -> None:
 @recordings_cli.command("redeliver")
 @click.argument("delivery_id", type=int)
 def redeliver_command(delivery_id: int) -> None:
-    """Send delivery DELIVERY_ID again (an id from `deliveries`), as new: due at once, attempts afresh."""
-    if not queue.requeue(delivery_id, JobKind.DELIVER_WEBHOOK):
+    """Send delivery DELIVERY_ID again (an id from `deliveries`), as new: due at once, attempts afresh.
+
+    A deleted recording's events are not sent again, but for its recording.deleted.
+    """
+    try:
+        found = events.redeliver(delivery_id)
+    except events.OfDeletedRecording as refusal:
+        raise click.ClickException(f"{refusal}: not sent again") from None
+    if not found:
         raise click.ClickException(f"no delivery {delivery_id}")
     click.echo(f"delivery {delivery_id} is due again")
 

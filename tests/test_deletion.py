@@ -9,10 +9,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from recordings_service.domain.clock import utcnow
 from recordings_service.extensions import db
 from recordings_service.integrations.storage import ObjectNotFound, StorageUnavailable
 from recordings_service.persistence.models import CallSession, Job, Recording, StoredCallback
-from recordings_service.recordings.deletion import remove_expired_audio
+from recordings_service.recordings import deletion
+from recordings_service.recordings.deletion import remove_deleted_audio, remove_expired_audio
 from testkit.receiver import Receiver
 from testkit.servers import gunicorn, lookup
 from tests.support import drain, fixture_call
@@ -127,6 +129,18 @@ def test_a_late_callback_of_a_deleted_recording_is_kept_redacted_and_revives_not
     assert "replayed 0 recordings" in runner.invoke(args=["recordings", "replay"]).output
 
 
+def test_a_live_callback_of_a_deleted_recording_dials_and_records_nobody(make_app, media):
+    app = make_app(VOICE_DIAL_NUMBERS=["+254700000001"])
+    client = app.test_client()
+    recorded(client, media, "conf_gone", ["ATVId_gone"])
+    client.delete(LOOKUP + "conf_gone")
+
+    answer = client.post(CALLBACK, data=fixture_call("recorded-call")[0] | {"sessionId": "ATVId_gone"})
+
+    assert answer.status_code == 200
+    assert answer.data.decode().endswith("<Response />")
+
+
 def test_a_session_of_a_deleted_provisional_recording_is_not_adopted(app, client, media):
     # A callback came first: the session got a provisional recording, named after it, which was deleted;
     # a late callback was kept redacted. Naming the session now must not revive the deleted data.
@@ -173,21 +187,6 @@ def test_deletion_tells_the_webhooks_and_stops_what_was_still_to_send(make_app, 
         ("deliver_webhook", "failed", "recording deleted"),
         ("deliver_webhook", "done", None),
     ]
-
-
-def test_a_store_that_fails_changes_nothing(app, client, media, monkeypatch):
-    recorded(client, media, "conf_1", ["ATVId_one"])
-    drain(app)
-    before = snapshot(app, "conf_1")
-
-    def unavailable(key):
-        raise StorageUnavailable("the store is down")
-
-    monkeypatch.setattr(app.extensions["audio_storage"], "delete", unavailable)
-    response = client.delete(LOOKUP + "conf_1")
-
-    assert response.status_code == 503 and "nothing was deleted" in response.json["detail"]
-    assert snapshot(app, "conf_1") == before
 
 
 def test_retention_removes_old_audio_and_keeps_the_recording(app, client, media):
@@ -245,6 +244,35 @@ def test_the_worker_applies_retention(make_app, database, media, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_worker_removes_the_audio_the_store_refused_at_deletion(make_app, database, media, tmp_path):
+    from testkit.servers import worker
+
+    app = make_app(AUDIO_STORAGE_URL=f"file://{tmp_path}/audio")
+    client = app.test_client()
+    recorded(client, media, "conf_gone", ["ATVId_gone"])
+    drain(app)
+    storage = app.extensions["audio_storage"]
+    (key,) = stored_keys(app, "conf_gone")
+
+    def unavailable(key):
+        raise StorageUnavailable("the store is down")
+
+    storage.delete = unavailable
+    assert client.delete(LOOKUP + "conf_gone").status_code == 204
+    del storage.delete
+    storage.stat(key)  # kept while the store was down
+    settings = {"AUDIO_STORAGE_URL": f"file://{tmp_path}/audio", "RETENTION_INTERVAL_SECONDS": "0.2"}
+    with worker(database, **settings):
+        deadline = time.monotonic() + 30
+        while stored_keys(app, "conf_gone"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+    with pytest.raises(ObjectNotFound):
+        storage.stat(key)
+
+
+@pytest.mark.slow
 def test_every_worker_answers_404_within_the_cache_bound_after_a_deletion(make_app, database, media):
     app = make_app()
     client = app.test_client()
@@ -267,3 +295,127 @@ def test_every_worker_answers_404_within_the_cache_bound_after_a_deletion(make_a
 
     assert last_found < bound + 0.5, f"a worker answered 200 {last_found:.1f} s after the deletion"
     print(f"the deleted recording was served until {last_found:.2f} s after (bound {bound} s)")
+
+
+def stored_keys(app, recording_id: str) -> list[str]:
+    with app.app_context():
+        query = sa.select(CallSession.audio_key).join(Recording).where(Recording.recording_id == recording_id)
+        return [key for key in db.session.execute(query).scalars() if key]
+
+
+def test_a_recording_deleted_while_its_audio_is_stored_keeps_no_audio(app, client, media, monkeypatch):
+    recorded(client, media, "conf_1", ["ATVId_one"])
+    storage = app.extensions["audio_storage"]
+    put, written = storage.put, []
+
+    def put_then_deleted(key, *args, **kwargs):
+        stored = put(key, *args, **kwargs)
+        written.append(key)
+        assert app.test_client().delete(LOOKUP + "conf_1").status_code == 204  # while the job holds it
+        return stored
+
+    monkeypatch.setattr(storage, "put", put_then_deleted)
+    drain(app)
+
+    assert written and client.get(LOOKUP + "conf_1").status_code == 404
+    with pytest.raises(ObjectNotFound):
+        storage.stat(written[0])
+    assert stored_keys(app, "conf_1") == []
+
+
+def test_a_worker_whose_job_another_took_and_stored_leaves_that_audio_alone(app, client, media, monkeypatch):
+    recorded(client, media, "conf_1", ["ATVId_one"])
+    storage = app.extensions["audio_storage"]
+    put, calls = storage.put, []
+
+    def put_then_taken_over(key, *args, **kwargs):
+        calls.append(key)
+        stored = put(key, *args, **kwargs)
+        if len(calls) == 1:  # this worker's lease runs out; another takes the job and stores the audio
+            with app.app_context():
+                db.session.execute(sa.update(Job).values(leased_until=utcnow() - timedelta(hours=1)))
+                db.session.commit()
+            drain(app)
+        return stored
+
+    monkeypatch.setattr(storage, "put", put_then_taken_over)
+    drain(app)
+
+    assert len(calls) == 2 and client.get(LOOKUP + "conf_1").json["status"] == "completed"
+    with client.get(LOOKUP + "conf_1/audio") as audio:
+        assert audio.status_code == 200 and audio.data == b"".join(storage.read(calls[0]))
+
+
+def test_audio_a_worker_could_not_remove_for_a_deleted_recording_is_removed_later(
+    app, client, media, monkeypatch
+):
+    recorded(client, media, "conf_1", ["ATVId_one"])
+    storage = app.extensions["audio_storage"]
+    put, delete, written = storage.put, storage.delete, []
+
+    def unavailable(key):
+        raise StorageUnavailable("the store is down")
+
+    def put_then_deleted(key, *args, **kwargs):
+        stored = put(key, *args, **kwargs)
+        written.append(key)
+        monkeypatch.setattr(storage, "delete", unavailable)
+        assert app.test_client().delete(LOOKUP + "conf_1").status_code == 204
+        return stored
+
+    monkeypatch.setattr(storage, "put", put_then_deleted)
+    drain(app)
+    storage.stat(written[0])  # still there: the store was down
+    monkeypatch.setattr(storage, "delete", delete)
+    with app.app_context():
+        remove_deleted_audio(storage)
+
+    with pytest.raises(ObjectNotFound):
+        storage.stat(written[0])
+    assert stored_keys(app, "conf_1") == []
+
+
+def test_a_store_that_fails_deletes_the_recording_and_its_audio_goes_once_the_store_is_back(
+    app, client, media, monkeypatch
+):
+    recorded(client, media, "conf_1", ["ATVId_one"])
+    drain(app)
+    storage = app.extensions["audio_storage"]
+    (key,) = stored_keys(app, "conf_1")
+    delete = storage.delete
+
+    def unavailable(key):
+        raise StorageUnavailable("the store is down")
+
+    monkeypatch.setattr(storage, "delete", unavailable)
+    response = client.delete(LOOKUP + "conf_1")
+
+    assert (response.status_code, client.get(LOOKUP + "conf_1").status_code) == (204, 404)
+    assert "+254" not in json.dumps(snapshot(app, "conf_1")["callbacks"])
+    with app.app_context():
+        assert remove_deleted_audio(storage) == 0  # still down: kept for the next round
+    storage.stat(key)
+    monkeypatch.setattr(storage, "delete", delete)
+    with app.app_context():
+        assert remove_deleted_audio(storage) == 1
+    with pytest.raises(ObjectNotFound):
+        storage.stat(key)
+    assert stored_keys(app, "conf_1") == []
+
+
+def test_a_database_failure_during_a_deletion_changes_nothing(app, client, media, monkeypatch):
+    recorded(client, media, "conf_1", ["ATVId_one"])
+    drain(app)
+    before = snapshot(app, "conf_1")
+
+    def failing(*args, **kwargs):
+        raise sa.exc.OperationalError("UPDATE jobs", {}, Exception("the database failed"))
+
+    monkeypatch.setattr(deletion.queue, "cancel", failing)
+    response = client.delete(LOOKUP + "conf_1")
+
+    assert response.status_code == 500 and response.json["detail"]
+    assert snapshot(app, "conf_1") == before
+    assert client.get(LOOKUP + "conf_1").json["status"] == "completed"
+    with client.get(LOOKUP + "conf_1/audio") as audio:
+        assert (audio.status_code, audio.data) == (200, before["audio"][0])

@@ -217,6 +217,21 @@ def test_a_held_request_is_answered_with_the_change_that_wakes_it(app, client, l
     assert response.headers["Preference-Applied"] == "wait=20"
 
 
+def test_a_held_request_for_a_recording_deleted_meanwhile_is_answered_404(app, client, live):
+    etag = client.get(LOOKUP + live).headers["ETag"]
+
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            app.test_client().get, LOOKUP + live, headers={"If-None-Match": etag, "Prefer": "wait=3"}
+        )
+        time.sleep(0.3)
+        assert not held.done()  # it is being held
+        assert client.delete(LOOKUP + live).status_code == 204
+        response = held.result(timeout=20)
+
+    assert (response.status_code, response.json) == (404, {"detail": "Recording not found"})
+
+
 def test_a_held_request_woken_by_the_stored_audio_shows_the_audio_url_its_own_lookup_does(app, client, media):
     """The watcher renders the waking body outside the request: its audio_url must still be under the
     address the client used, as a plain lookup's is."""

@@ -1,6 +1,8 @@
 """POST /api/v1/voice/recordings: registering a recording and its AT sessions."""
 
+import base64
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +15,12 @@ from recordings_service.extensions import db
 from recordings_service.persistence.models import CallSession, Recording, StoredCallback
 from recordings_service.recordings.lifecycle import replay
 from testkit.config import config_for
+from testkit.receiver import Receiver
 from testkit.servers import gunicorn, http
 from tests.support import drain, fixture_call, recorded_call
 
 URL = "/api/v1/voice/recordings"
+SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
 def count(app, model) -> int:
@@ -167,6 +171,41 @@ def test_a_session_named_after_its_call_ended_brings_its_audio_and_the_recording
     assert recordings(app) == [("conf_1", False)]
     with app.app_context():
         assert replay().changed == []
+
+
+def test_a_completed_recording_is_not_taken_away_from_its_id(app, client, media):
+    calls = recorded_call(media)
+    for fields in calls:
+        client.post(CALLBACK, data=fields)
+    drain(app)
+    session_id = calls[0]["sessionId"]
+    before = client.get(URL + "/" + session_id).json
+    assert before["status"] == "completed"
+
+    response = client.post(URL, json={"recording_id": "conf_new", "session_ids": [session_id]})
+
+    assert response.status_code == 409
+    assert session_id in response.json["detail"] and "told" in response.json["detail"]
+    assert client.get(URL + "/" + session_id).json == before
+    assert client.get(URL + "/conf_new").status_code == 404  # nothing registered
+
+
+def test_a_recording_its_webhooks_were_told_of_is_not_taken_away_from_its_id(make_app):
+    with Receiver() as hooks:
+        app = make_app(WEBHOOK_URL=hooks.url, WEBHOOK_SECRET=SECRET)
+        client = app.test_client()
+        calls = fixture_call("recorded-call")
+        for fields in calls:
+            client.post(CALLBACK, data=fields)
+        drain(app)
+        session_id = calls[0]["sessionId"]
+        assert [json.loads(request.body)["type"] for request in hooks.received] == ["recording.processing"]
+
+        response = client.post(URL, json={"recording_id": "conf_new", "session_ids": [session_id]})
+
+    assert response.status_code == 409 and session_id in response.json["detail"]
+    assert client.get(URL + "/" + session_id).json["status"] == "processing"
+    assert recordings(app) == [(session_id, True)]
 
 
 def test_registering_a_recording_named_as_its_session_keeps_and_names_it(app, client):

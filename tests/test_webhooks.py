@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
 from recordings_service.extensions import db
-from recordings_service.persistence.models import Job, JobKind
+from recordings_service.persistence.models import Job, JobKind, WebhookEvent
 from testkit.receiver import Receiver
 from tests.support import drain, fixture_call, recorded_call
 
@@ -185,3 +185,36 @@ def test_a_redirect_is_not_followed(make_app):
 
     [redirected] = client.get(LOOKUP + SESSION + "/deliveries").json["items"]
     assert (redirected["state"], redirected["last_status"]) == ("failed", 302)
+
+
+def test_a_deleted_recordings_events_keep_nothing_personal_and_are_not_sent_again(make_app, media):
+    with Receiver() as hooks:
+        app = make_app(**FAST)
+        client, runner = app.test_client(), app.test_cli_runner()
+        register(client, hooks.url)
+        for fields in recorded_call(media, "/recording/abc.mp3"):
+            if "recordingUrl" in fields:  # AT's URLs carry a signature
+                fields = {**fields, "recordingUrl": fields["recordingUrl"] + "?signature=s3cr3t"}
+            client.post(CALLBACK, data=fields)
+        settle(app, lambda: len(hooks.received) == 2)
+        completed = events_of(hooks)[-1]
+        assert completed["data"]["recording_url"] and completed["data"]["audio_url"]
+        deliveries = client.get(LOOKUP + "conf_hooked/deliveries").json["items"]
+
+        assert client.delete(LOOKUP + "conf_hooked").status_code == 204
+        settle(app, lambda: len(hooks.received) == 3)
+        refused = runner.invoke(args=["recordings", "redeliver", str(deliveries[-1]["id"])])
+        drain(app)
+        listing = runner.invoke(args=["recordings", "deliveries", "conf_hooked"]).output
+
+    assert refused.exit_code != 0 and "deleted" in refused.output
+    assert [event["type"] for event in events_of(hooks)] == [
+        "recording.processing",
+        "recording.completed",
+        "recording.deleted",
+    ]
+    with app.app_context():
+        stored = json.dumps(db.session.execute(sa.select(WebhookEvent.message)).scalars().all())
+    for personal in ("s3cr3t", "/recording/abc.mp3", completed["data"]["audio_url"]):
+        assert personal not in stored and personal not in listing
+    assert "recording.completed" in listing  # the deliveries are still listed, redacted

@@ -12,7 +12,7 @@ from ..domain.recordings import AudioStatus, advance
 from ..extensions import db
 from ..persistence import queue
 from ..persistence.database import single_read
-from ..persistence.models import CallSession, Job, JobKind, Recording
+from ..persistence.models import CallSession, Job, JobKind, JobState, Recording
 from . import events
 from .locks import lock_recording, sessions_of
 
@@ -82,10 +82,11 @@ def _leg(job: Job) -> tuple[CallSession, Recording]:
 
 def audio_stored(job: Job, stored: StoredAudio) -> bool:
     """In the settling transaction of the leg's fetch job: record its stored audio and move its
-    recording on. False, changing nothing, when the recording was deleted meanwhile (the caller deletes
-    what it stored)."""
+    recording on. False when the recording was deleted meanwhile: the leg keeps the key for
+    ``deletion.remove_deleted_audio``, and the caller deletes what it stored."""
     call, recording = _leg(job)
     if recording.deleted_at is not None:
+        _keep_for_removal(call, stored)
         return False
     call.audio_status = AudioStatus.STORED
     call.audio_key, call.audio_size, call.audio_sha256 = stored.key, stored.size, stored.sha256
@@ -93,6 +94,27 @@ def audio_stored(job: Job, stored: StoredAudio) -> bool:
     call.audio_stored_at, call.audio_error = utcnow(), None
     events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions_of(recording)]))
     return True
+
+
+def unwanted(claim: queue.Claim, stored: StoredAudio) -> bool:
+    """In the settling transaction of a fetch job no longer held (cancelled, or taken by another worker):
+    whether what it stored is nobody's, to delete. Not when another worker holds the job or has stored
+    the same key, which is its audio too."""
+    call = db.session.get(CallSession, claim.session_pk)
+    if call is None:
+        return True
+    recording = db.session.get(Recording, call.recording_pk)
+    if recording.deleted_at is not None:
+        _keep_for_removal(call, stored)
+        return True
+    taken = db.session.get(Job, claim.pk)
+    return not (call.audio_key == stored.key or (taken is not None and taken.state is JobState.PENDING))
+
+
+def _keep_for_removal(call: CallSession, stored: StoredAudio) -> None:
+    """A deleted recording's leg holds the key of audio stored after the delete, until it is removed."""
+    if call.audio_key is None:
+        call.audio_key = stored.key
 
 
 def attempt_failed(job: Job, error: str, failure: str | None) -> None:

@@ -246,7 +246,8 @@ def _name(recording: Recording, leg: CallSession, session_id: str) -> str | None
         ((owner_pk, adoptable),) = owners.values()
         if not adoptable:
             log.warning(
-                "AT named %s for recording %s, but another recording (named, or deleted) holds it",
+                "AT named %s for recording %s, but another recording holds it"
+                " (named, deleted, or completed or announced under its own id)",
                 session_id,
                 recording.recording_id,
             )

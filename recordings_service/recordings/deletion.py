@@ -1,11 +1,12 @@
 """Letting recordings go: deleted on request, and their audio removed after AUDIO_RETENTION_DAYS.
 
-A deletion removes the stored audio of every leg first (so a store that fails changes nothing: the
-client may ask again), then, in one transaction, redacts the recording's personal data (the phone
-numbers and recording URLs in its stored callbacks and legs, the numbers it dials), marks it deleted,
-cancels its pending jobs and writes the ``recording.deleted`` event. The row stays, as a tombstone:
-a late callback for one of its sessions is stored redacted and changes nothing, and the lookup answers
-404 (at once in this process, within COMPLETED_CACHE_SECONDS in the others).
+A deletion is one transaction first: it marks the recording deleted, redacts its personal data (the
+phone numbers and recording URLs in its stored callbacks, legs and webhook events, the numbers it
+dials), cancels its pending jobs and writes the ``recording.deleted`` event. Its legs keep their
+``audio_key`` until the object under it is gone: the store's deletes come after the commit, and what
+the store refuses then, ``remove_deleted_audio`` (the worker's periodic task) removes later. The row
+stays, as a tombstone: a late callback for one of its sessions is stored redacted and changes nothing,
+and the lookup answers 404 (at once in this process, within COMPLETED_CACHE_SECONDS in the others).
 """
 
 import logging
@@ -26,49 +27,72 @@ from .locks import lock_recording, sessions_of
 log = logging.getLogger(__name__)
 
 
-def _stored_keys(recording_pk: int) -> list[str]:
-    query = select(CallSession.audio_key).where(
-        CallSession.recording_pk == recording_pk, CallSession.audio_key.is_not(None)
-    )
-    with single_read() as connection:
-        return list(connection.execute(query).scalars())
-
-
 def delete_recording(recording_id: str, storage: Storage) -> bool:
-    """Delete ``recording_id``: its audio from ``storage``, its personal data, the recording as clients
-    see it. False when there is no such recording (or it is deleted already). Raises the store's
-    ``StorageError``, having changed nothing, when the audio cannot be deleted."""
+    """Delete ``recording_id``: its personal data, the recording as clients see it, then its audio from
+    ``storage`` (what the store refuses is removed later). False when there is no such recording (or it
+    is deleted already)."""
     with single_read() as connection:
         recording_pk = connection.execute(
             select(Recording.pk).where(Recording.recording_id == recording_id, Recording.deleted_at.is_(None))
         ).scalar_one_or_none()
     if recording_pk is None:
         return False
-    for key in _stored_keys(recording_pk):
-        storage.delete(key)
     now = utcnow()
     with write_transaction() as session:
         recording = lock_recording(pk=recording_pk)
         if recording.deleted_at is not None:
             return False
-        late = [call.audio_key for call in sessions_of(recording) if call.audio_key]  # stored meanwhile
         for call in sessions_of(recording):
             call.recording_url = None
             if call.audio_status is not None:
                 call.audio_removed_at = call.audio_removed_at or now
-            call.audio_key = None
         stored = select(StoredCallback).filter_by(recording_pk=recording.pk)
         for callback in session.execute(stored).scalars():
             callback.fields = redacted(callback.fields)
         recording.dial, recording.recording_url, recording.deleted_at = None, None, now
         recording.audio_removed_at = recording.audio_removed_at or now
         queue.cancel(session, recording.pk, "recording deleted")
+        events.redact(recording)
         events.announce(recording, events.DELETED)
-    for key in late:
-        storage.delete(key)
     public.forget([recording_id])
     log.info("deleted recording %s", recording_id)
+    try:
+        remove_deleted_audio(storage, recording_pk)
+    except StorageError:
+        log.exception("removing the audio of deleted recording %s failed; trying again later", recording_id)
     return True
+
+
+def remove_deleted_audio(storage: Storage, recording_pk: int | None = None) -> int:
+    """Remove from ``storage`` the objects still kept for deleted recordings; return how many went. A
+    store that fails leaves the rest for the next round; for one recording (``recording_pk``), it raises."""
+    kept = (
+        select(CallSession.pk, CallSession.audio_key, CallSession.recording_pk)
+        .join(Recording, Recording.pk == CallSession.recording_pk)
+        .where(Recording.deleted_at.is_not(None), CallSession.audio_key.is_not(None))
+    )
+    if recording_pk is not None:
+        kept = kept.where(Recording.pk == recording_pk)
+    with single_read() as connection:
+        rows = connection.execute(kept).all()
+    removed = 0
+    for session_pk, key, owner_pk in rows:
+        try:
+            storage.delete(key)
+        except StorageError:
+            if recording_pk is not None:
+                raise
+            log.exception("deleting %s of a deleted recording failed; trying again next round", key)
+            continue
+        with write_transaction() as session:
+            lock_recording(pk=owner_pk)
+            call = session.get(CallSession, session_pk, populate_existing=True)
+            if call.audio_key == key:
+                call.audio_key = None
+                removed += 1
+    if removed:
+        log.info("removed %d objects of deleted recordings", removed)
+    return removed
 
 
 def remove_expired_audio(storage: Storage, older_than: timedelta, now: datetime | None = None) -> list[str]:

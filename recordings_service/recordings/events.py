@@ -28,6 +28,20 @@ TYPES = {
     Status.FAILED: "recording.failed",
 }
 DELETED = "recording.deleted"
+# What the stored events of a deleted recording keep of its body: nothing about people or where its
+# audio was (AT's URL and its signature, the audio's URL, fields added later).
+NOT_PERSONAL = frozenset(
+    {
+        "recording_id",
+        "status",
+        "duration",
+        "created_at",
+        "processed_at",
+        "failure_reason",
+        "audio_removed_at",
+        "updated_at",
+    }
+)
 
 
 def set_state(recording: Recording, state: RecordingState) -> None:
@@ -84,6 +98,34 @@ def announce(recording: Recording, kind: str) -> None:
         queue.enqueue(
             db.session, JobKind.DELIVER_WEBHOOK, recording_pk=recording.pk, event_pk=event.pk, target_url=url
         )
+
+
+def redact(recording: Recording) -> None:
+    """In the current transaction: blank what is personal in every stored event of ``recording``."""
+    stored = select(WebhookEvent).filter_by(recording_pk=recording.pk)
+    for event in db.session.execute(stored).scalars():
+        data = {key: value if key in NOT_PERSONAL else None for key, value in event.message["data"].items()}
+        event.message = {**event.message, "data": data}
+
+
+class OfDeletedRecording(Exception):
+    """The delivery is of an event of a deleted recording: it is not sent again."""
+
+
+def redeliver(delivery_pk: int) -> bool:
+    """Make delivery ``delivery_pk`` due again, as new; False when there is no such delivery. Raises
+    ``OfDeletedRecording`` for an event of a deleted recording (but its ``recording.deleted``)."""
+    query = (
+        select(WebhookEvent.type, Recording.deleted_at)
+        .join(Job, Job.event_pk == WebhookEvent.pk)
+        .join(Recording, Recording.pk == WebhookEvent.recording_pk)
+        .where(Job.pk == delivery_pk)
+    )
+    with single_read() as connection:
+        found = connection.execute(query).first()
+    if found is not None and found.deleted_at is not None and found.type != DELETED:
+        raise OfDeletedRecording(f"delivery {delivery_pk} is of a {found.type} event of a deleted recording")
+    return queue.requeue(delivery_pk, JobKind.DELIVER_WEBHOOK)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class Ingested:
     call_ended: bool
     dial: list[str] | None
     sequential: bool = False
+    deleted: bool = False  # of a deleted recording: a live call is put through to no one, recorded never
 
 
 def fields_digest(fields: Mapping[str, str]) -> str:
@@ -73,7 +74,9 @@ def ingest_callback(
             session.add(
                 _stored(kept, fields_digest(kept), report.session_id, recording.pk, True, remote_addr, now)
             )
-            return Ingested(recording.recording_id, recording.status, True, not report.active, None)
+            return Ingested(
+                recording.recording_id, recording.status, True, not report.active, None, deleted=True
+            )
         sessions = sessions_of(recording)
         call = next(leg for leg in sessions if leg.session_id == report.session_id)
         digest = fields_digest(fields)

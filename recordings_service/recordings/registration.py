@@ -3,18 +3,21 @@
 A session that a callback got to first belongs to a provisional recording, named after it. Whoever
 names the session later (a registration, a call start) adopts it: the session, its stored callbacks and
 its audio move to the named recording, which is rebuilt from them, and the provisional recording goes.
+A provisional recording that completed, or that its webhooks were told of, keeps its sessions and its
+id: clients may hold that id, and it would vanish from under them.
 Locks are taken in one order: the named recording, then the provisional ones by key.
 """
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain.clock import utcnow
+from ..domain.recordings import Status
 from ..extensions import db
 from ..persistence.database import insert_ignoring_conflicts, write_transaction
-from ..persistence.models import CallSession, Job, Recording, StoredCallback
+from ..persistence.models import CallSession, Job, Recording, StoredCallback, WebhookEvent
 from . import public
 from .locks import create_or_lock_recording, find_and_lock, new_recording_id
 from .rebuild import rebuild
@@ -28,7 +31,10 @@ class SessionConflict(Exception):
     """Sessions asked for are bound to another recording already."""
 
     def __init__(self, session_ids: list[str]):
-        super().__init__(f"already bound to another recording: {', '.join(session_ids)}")
+        super().__init__(
+            "already bound to another recording (a named one, a deleted one, or one that completed or"
+            f" that webhooks were told of under its own id, which keeps them): {', '.join(session_ids)}"
+        )
         self.session_ids = session_ids
 
 
@@ -58,11 +64,20 @@ def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -
         # A provisional owner was adopted by another, or named, while this waited for it: look again.
 
 
+# A recording whose sessions may be adopted: provisional, not deleted, not completed, never announced.
+ADOPTABLE = (
+    Recording.provisional
+    & Recording.deleted_at.is_(None)
+    & (Recording.status != Status.COMPLETED)
+    & ~exists().where(WebhookEvent.recording_pk == Recording.pk)
+)
+
+
 def owners_of(session_ids: list[str], recording: Recording) -> dict[str, tuple[int, bool]]:
     """The sessions among ``session_ids`` that another recording holds: its key, and whether it may be
-    adopted (provisional, and not deleted)."""
+    adopted (``ADOPTABLE``)."""
     query = (
-        select(CallSession.session_id, Recording.pk, Recording.provisional & Recording.deleted_at.is_(None))
+        select(CallSession.session_id, Recording.pk, ADOPTABLE)
         .join(Recording, Recording.pk == CallSession.recording_pk)
         .where(CallSession.session_id.in_(session_ids), Recording.pk != recording.pk)
     )
@@ -71,10 +86,11 @@ def owners_of(session_ids: list[str], recording: Recording) -> dict[str, tuple[i
 
 def adopt(recording: Recording, provisional_pks: list[int]) -> bool:
     """Move everything of the provisional recordings ``provisional_pks`` (sorted) to ``recording``
-    (locked), remove them and rebuild ``recording``. False, changing nothing, when one of them is no
-    longer a provisional recording, or was deleted, once locked."""
+    (locked), remove them and rebuild ``recording``. False, changing nothing, when one of them is gone
+    or no longer ``ADOPTABLE`` once locked."""
     provisionals = [find_and_lock(pk=pk) for pk in provisional_pks]
-    if any(found is None or not found.provisional or found.deleted_at is not None for found in provisionals):
+    adoptable = select(func.count()).where(Recording.pk.in_(provisional_pks), ADOPTABLE)
+    if None in provisionals or db.session.execute(adoptable).scalar_one() != len(provisional_pks):
         return False
     moved = CallSession.recording_pk.in_(provisional_pks)
     db.session.execute(update(CallSession).where(moved).values(recording_pk=recording.pk))

@@ -118,6 +118,8 @@ def receive_callback(report: CallReport):
     )
     if not report.active:
         return Response(status=200, mimetype="text/plain")
+    if taken.deleted:
+        return Response(actions_xml([]), mimetype="application/xml")
     numbers = [] if taken.call_ended else taken.dial or current_app.config["VOICE_DIAL_NUMBERS"]
     if not numbers and not taken.call_ended:
         log.warning("no numbers to dial for recording %s: set VOICE_DIAL_NUMBERS", taken.recording_id)

@@ -21,7 +21,7 @@ from ..recordings.registration import RecordingDeleted, SessionConflict, registe
 from .blueprints import Blueprint, on_database_error
 from .ranges import Unsatisfiable, range_applies, requested_span
 from .schemas import DeliveriesSchema, ListQuerySchema, RecordingPageSchema, RegistrationSchema
-from .waiting import Full
+from .waiting import Full, Gone
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,8 @@ def get_recording(recording_id: str):
             )
         except Full:
             waited, refused = False, True
+        except Gone:
+            abort(404, message=NOT_FOUND)
     # If-None-Match is the one precondition a lookup honours (RFC 9110 13.1.2: weak comparison).
     # Checked here rather than with Response.make_conditional, which also parses dates and ranges
     # the lookup never sends: a tenth of the lookup's time.
@@ -341,19 +343,15 @@ def _serve(audio: AudioFile | None) -> Response:
 @blp.route("/recordings/<recording_id>", methods=["DELETE"])
 @blp.response(204, description="Deleted: its audio, its personal data, the recording as clients see it")
 @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
-@blp.alt_response(503, schema=ErrorSchema, description="The audio store failed; nothing was deleted")
+@blp.alt_response(500, schema=ErrorSchema, description="The database failed; nothing was deleted")
 @on_database_error("Failed to delete recording")
 def delete_recording(recording_id: str):
     """Delete a recording: every leg's stored audio, the phone numbers and URLs it kept, and the recording.
 
     Its webhooks are told (recording.deleted). Lookups answer 404 from then on: in every process within
-    COMPLETED_CACHE_SECONDS.
+    COMPLETED_CACHE_SECONDS. Audio the store cannot delete at once is removed when it can.
     """
-    try:
-        deleted = deletion.delete_recording(recording_id, current_app.extensions["audio_storage"])
-    except StorageError:
-        log.exception("deleting the audio of %s failed", recording_id)
-        abort(503, message="The audio store is unavailable; nothing was deleted: try again")
+    deleted = deletion.delete_recording(recording_id, current_app.extensions["audio_storage"])
     if not deleted:
         abort(404, message=NOT_FOUND)
     return Response(status=204)

@@ -30,6 +30,7 @@ class _Waiter:
     base: str  # the service's address as the request reached it: the body's URLs are under it
     woken: threading.Event = field(default_factory=threading.Event)
     rendered: Rendered | None = None
+    gone: bool = False
 
 
 def init_app(app: Flask) -> None:
@@ -40,6 +41,10 @@ def init_app(app: Flask) -> None:
 
 class Full(Exception):
     """The worker holds as many waiting requests as it may: answer this one at once."""
+
+
+class Gone(Exception):
+    """The recording waited on is no more (deleted, say): answer as a lookup of it would."""
 
 
 class ChangeWatcher:
@@ -55,7 +60,8 @@ class ChangeWatcher:
 
     def wait_for_change(self, recording_id: str, etag: str, timeout: float) -> Rendered | None:
         """Return the recording's new rendering once its ETag differs from ``etag``, or None after
-        ``timeout`` seconds without a change. Raises ``Full`` when the worker may hold no more."""
+        ``timeout`` seconds without a change. Raises ``Full`` when the worker may hold no more, and
+        ``Gone`` when the recording is no more."""
         waiter = _Waiter(recording_id, etag, public.base_url())
         with self._lock:
             if len(self._waiters) >= self._most:
@@ -70,6 +76,8 @@ class ChangeWatcher:
         finally:
             with self._lock:
                 self._waiters.discard(waiter)
+        if waiter.gone:
+            raise Gone(recording_id)
         return waiter.rendered
 
     def _watch(self) -> None:
@@ -99,6 +107,9 @@ class ChangeWatcher:
             }
         for waiter in waiters:
             rendered = current[waiter.base].get(waiter.recording_id)
-            if rendered is not None and rendered.etag != waiter.etag:
+            if rendered is None:
+                waiter.gone = True
+                waiter.woken.set()
+            elif rendered.etag != waiter.etag:
                 waiter.rendered = rendered
                 waiter.woken.set()

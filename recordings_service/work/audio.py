@@ -25,6 +25,7 @@ from ..integrations.audio import InvalidAudio, inspect
 from ..persistence import queue
 from ..persistence.models import Job, JobKind
 from ..recordings import audio as recorded
+from ..recordings import deletion
 from ..recordings.audio import AudioWork, StoredAudio
 from .jobs import Done, GiveUp, Kind, Outcome, Retry
 
@@ -125,7 +126,7 @@ def record(job: Job, outcome: Outcome) -> Callable[[], None] | None:
                     stored.duration,
                 )
                 return None
-            return functools.partial(current_app.extensions["audio_storage"].delete, stored.key)
+            return functools.partial(_remove_unwanted, stored.key, job.recording_pk)
         case Retry(reason=reason):
             recorded.attempt_failed(job, reason, None)
         case GiveUp(reason=reason, detail=failure):
@@ -133,6 +134,31 @@ def record(job: Job, outcome: Outcome) -> Callable[[], None] | None:
     return None
 
 
+def unheld(claim: queue.Claim, outcome: Outcome) -> Callable[[], None] | None:
+    """What becomes of a fetch whose job is no longer held: audio it stored that nobody wants is deleted."""
+    match outcome:
+        case Done(detail=StoredAudio() as stored) if recorded.unwanted(claim, stored):
+            return functools.partial(_remove_unwanted, stored.key, claim.recording_pk)
+    return None
+
+
+def _remove_unwanted(key: str, recording_pk: int | None) -> None:
+    """Delete audio stored for a leg nobody wants any more; a deleted recording's leg lets go of its key."""
+    audio_storage = current_app.extensions["audio_storage"]
+    try:
+        audio_storage.delete(key)
+        deletion.remove_deleted_audio(audio_storage, recording_pk)
+    except storage.StorageError:
+        # A deleted recording's leg keeps the key: the worker's periodic removal deletes it later.
+        log.exception("deleting the unwanted audio %s of recording %s failed", key, recording_pk)
+
+
 KIND = Kind(
-    JobKind.FETCH_AUDIO, fetch_audio, failed, threads="WORKER_CONCURRENCY", lock=recorded.lock, record=record
+    JobKind.FETCH_AUDIO,
+    fetch_audio,
+    failed,
+    threads="WORKER_CONCURRENCY",
+    lock=recorded.lock,
+    record=record,
+    unheld=unheld,
 )

@@ -53,6 +53,8 @@ class Kind:
     the setting of its lane's concurrency. In the settling transaction ``lock`` locks the rows the
     outcome changes before the job's own (the order every writer keeps), and once the job is known to
     be still held, ``record`` applies the outcome to them; it may return what to do once committed.
+    When the job is no longer held (cancelled, or taken by another worker), ``unheld`` decides instead
+    what becomes of the attempt's work, and may return what to do once committed as well.
     """
 
     name: str
@@ -61,3 +63,4 @@ class Kind:
     threads: str
     lock: Callable[[Claim], None] = _nothing
     record: Callable[[Job, Outcome], Callable[[], None] | None] = _nothing
+    unheld: Callable[[Claim, Outcome], Callable[[], None] | None] = _nothing

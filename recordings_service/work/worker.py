@@ -1,5 +1,6 @@
 """The worker: threads that claim due jobs and run them, a heartbeat that renews their leases, and the
-periodic tasks (the sweep of recordings whose URL never came, retention).
+periodic tasks (the sweep of recordings whose URL never came, retention, the removal of deleted
+recordings' audio that the store refused).
 
 Each kind of job (work/kinds.py) has a lane of threads of its own (fetches WORKER_CONCURRENCY,
 deliveries WEBHOOK_CONCURRENCY), so that a slow or dead webhook receiver never delays the recordings.
@@ -27,7 +28,7 @@ from ..domain.clock import utcnow
 from ..extensions import db
 from ..persistence import liveness, queue
 from ..persistence.database import write_transaction
-from ..recordings.deletion import remove_expired_audio
+from ..recordings.deletion import remove_deleted_audio, remove_expired_audio
 from ..recordings.lifecycle import sweep
 from .jobs import Done, GiveUp, Kind, Outcome, Retry
 from .kinds import KINDS
@@ -37,25 +38,26 @@ log = logging.getLogger(__name__)
 
 def settle(kind: Kind, claim: queue.Claim, outcome: Outcome) -> bool:
     """Apply ``outcome`` to the claimed job and, through its kind, to what the job is about, in one
-    transaction; False, changing nothing, when the claim had lost its lease."""
+    transaction; False when the claim had lost its lease (the kind's ``unheld`` then decides)."""
     now = utcnow()
     with write_transaction() as session:
         kind.lock(claim)
         job = queue.held(session, claim)
         if job is None:
             log.warning("job %s (%s) was no longer ours to settle", claim.pk, claim.kind)
-            return False
-        match outcome:
-            case Done():
-                queue.finish(job, now)
-            case Retry(at=at, reason=reason):
-                queue.retry(job, at, reason)
-            case GiveUp(reason=reason):
-                queue.fail(job, now, reason)
-        then = kind.record(job, outcome)
+            then = kind.unheld(claim, outcome)
+        else:
+            match outcome:
+                case Done():
+                    queue.finish(job, now)
+                case Retry(at=at, reason=reason):
+                    queue.retry(job, at, reason)
+                case GiveUp(reason=reason):
+                    queue.fail(job, now, reason)
+            then = kind.record(job, outcome)
     if then is not None:
         then()
-    return True
+    return job is not None
 
 
 class Worker:
@@ -96,6 +98,12 @@ class Worker:
                 target=self._every,
                 args=(config["SWEEP_INTERVAL_SECONDS"], self._sweep),
                 name="sweep",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._every,
+                args=(config["RETENTION_INTERVAL_SECONDS"], self._remove_deleted),
+                name="removal",
                 daemon=True,
             ),
         ]
@@ -254,3 +262,6 @@ class Worker:
     def _retain(self) -> None:
         days = self.app.config["AUDIO_RETENTION_DAYS"]
         remove_expired_audio(self.app.extensions["audio_storage"], timedelta(days=days))
+
+    def _remove_deleted(self) -> None:
+        remove_deleted_audio(self.app.extensions["audio_storage"])
