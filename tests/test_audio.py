@@ -11,6 +11,17 @@ import sqlalchemy as sa
 
 from recordings_service.extensions import db
 from recordings_service.persistence.models import Job
+from testkit.audio import (
+    ACCEPTED,
+    HALF_SECOND,
+    HTML_PAGE,
+    MP3_8K,
+    broken_mp4,
+    broken_wavpack,
+    lying_flac,
+    lying_mp3,
+    lying_wav,
+)
 from testkit.media import RECORDED_CALL, Answer
 from tests.support import drain, fixture_call, recorded_call
 
@@ -239,3 +250,97 @@ def test_the_queue_is_visible_to_operators(app, client, runner, media):
     assert "503" in listing.output and SESSION in listing.output
     assert 'jobs{kind="fetch_audio",state="pending"} 1.0' in metrics
     assert 'jobs_oldest_due_seconds{kind="fetch_audio"}' in metrics
+
+
+def recorded_at(client, url: str) -> None:
+    """Post the shared recorded call with its recording at ``url``."""
+    calls = fixture_call("recorded-call")
+    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": url}])
+
+
+def the_leg(client) -> dict:
+    [leg] = client.get(LOOKUP + SESSION + "/legs").json["items"]
+    return leg["audio"]
+
+
+def the_job(app) -> tuple[str, int]:
+    with app.app_context():
+        state, attempts = db.session.execute(sa.select(Job.state, Job.attempts)).one()
+        db.session.close()
+    return state.value, attempts
+
+
+@pytest.mark.parametrize("recording", ACCEPTED, ids=lambda recording: recording.name)
+def test_telephone_audio_of_every_kind_completes_with_its_duration(app, client, media, recording):
+    recorded_at(client, media.serve_file(f"/{recording.name}", recording.path, recording.content_type))
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["duration"]) == ("completed", recording.duration)
+    audio = client.get(LOOKUP + SESSION + "/audio")
+    assert audio.mimetype == recording.content_type
+    assert hashlib.sha256(audio.data).hexdigest() == recording.sha256
+
+
+def test_untagged_8_khz_mp3_served_with_no_type_completes(app, client, media):
+    recorded_at(client, media.serve_file("/call", MP3_8K.path, content_type="application/octet-stream"))
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["duration"]) == ("completed", 3)
+    audio = client.get(LOOKUP + SESSION + "/audio")
+    assert (audio.mimetype, audio.data) == ("audio/mpeg", MP3_8K.data)
+
+
+def content_length_lie(media, path: str) -> str:
+    """Serve the whole recorded call under a Content-Length of 1,000: the client reads 1,000 bytes."""
+    headers = {"Content-Type": "audio/mpeg", "Content-Length": "1000"}
+    media.answers[path] = Answer(200, headers, lambda: [SOURCE], close=True)
+    return media.url(path)
+
+
+NOT_RECORDINGS = {
+    "wav-claiming-4294967280-s": lambda media: media.serve("/x.wav", lying_wav(), "audio/wav"),
+    "flac-claiming-4294967280-s": lambda media: media.serve("/x.flac", lying_flac(), "audio/flac"),
+    "wavpack-with-no-rate": lambda media: media.serve("/x.wv", broken_wavpack(), "audio/x-wavpack"),
+    "mp4-of-endless-size": lambda media: media.serve("/x.m4a", broken_mp4(), "audio/mp4"),
+    "mp3-with-a-lying-xing-header": lambda media: media.serve("/x.mp3", lying_mp3()),
+    "half-a-second": lambda media: media.serve_file("/half.wav", HALF_SECOND, "audio/wav"),
+    "content-length-lie": lambda media: content_length_lie(media, "/lie.mp3"),
+    "html-page": lambda media: media.serve_file("/login", HTML_PAGE, "text/html"),
+    "html-page-as-mp3": lambda media: media.serve_file("/login.mp3", HTML_PAGE, "audio/mpeg"),
+}
+
+
+@pytest.mark.parametrize("serve", NOT_RECORDINGS.values(), ids=NOT_RECORDINGS.keys())
+def test_bytes_that_are_not_a_recording_fail_at_once_with_the_reason(app, client, media, serve):
+    recorded_at(client, serve(media))
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["failure_reason"], body["audio_url"]) == (
+        "failed",
+        "recording_invalid",
+        None,
+    )
+    leg = the_leg(client)
+    assert (leg["status"], leg["attempts"]) == ("failed", 1)
+    assert "not audio" in leg["last_error"] or "of audio" in leg["last_error"]
+    assert the_job(app) == ("failed", 1)  # settled by its first attempt: no 24 h of retries
+
+
+@pytest.mark.parametrize(
+    "serve",
+    [
+        lambda media: media.status("/forbidden.mp3", 403),
+        lambda media: media.redirect("/loop.mp3", media.url("/loop.mp3")),
+    ],
+    ids=["403", "redirect-loop"],
+)
+def test_a_url_that_cannot_serve_by_waiting_fails_at_once(app, client, media, serve):
+    recorded_at(client, serve(media))
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["failure_reason"]) == ("failed", "recording_unavailable")
+    assert (the_leg(client)["attempts"], the_job(app)) == (1, ("failed", 1))

@@ -101,6 +101,8 @@ def _request(url: str, body: bytes | None = None, headers: dict | None = None, w
 
 # A real recording (7.3 s of speech, MP3): what simulate-call serves as the call's recordingUrl.
 RECORDED_CALL = Path(__file__).with_name("recorded-call.mp3")
+# A telephone call as telephony recorders write it (30.3 s of speech, 8 kHz MP3, no ID3 tag).
+PHONE_CALL = Path(__file__).with_name("phone-call-8k.mp3")
 
 
 class _Recording(BaseHTTPRequestHandler):
