@@ -1,6 +1,7 @@
 """Processing means processing: each leg's recording fetched, verified and stored, then served.
 
-Every test here runs on both databases and both storage backends (a directory, and S3 on moto).
+Every test here runs on both databases and both storage backends (a directory, and S3 on moto); those
+that fetch a recording, with the 22 kHz recorded call and with 8 kHz MP3 and WAV (testkit/audio.py).
 """
 
 import hashlib
@@ -13,26 +14,32 @@ from recordings_service.extensions import db
 from recordings_service.persistence.models import Job
 from testkit.audio import (
     ACCEPTED,
+    EVERYDAY,
     HALF_SECOND,
     HTML_PAGE,
     MP3_8K,
+    RECORDED,
     broken_mp4,
     broken_wavpack,
     lying_flac,
     lying_mp3,
     lying_wav,
 )
-from testkit.media import RECORDED_CALL, Answer
+from testkit.media import Answer
 from tests.support import drain, fixture_call, recorded_call
 
 CALLBACK = "/api/v1/voice/callback"
 LOOKUP = "/api/v1/voice/recordings/"
-SOURCE = RECORDED_CALL.read_bytes()
-SOURCE_SHA256 = "f3713d2296317d5c48cb842eb80ecd725d2484f62e0a87c3a1d7bc6db3acc3be"
 SESSION = fixture_call("recorded-call")[0]["sessionId"]
 
 # Retries come at once (a few milliseconds), so a test can run them all.
 FAST_RETRIES = {"AUDIO_FETCH_RETRY_BASE_SECONDS": 0.01, "AUDIO_FETCH_RETRY_MAX_SECONDS": 0.02}
+
+
+@pytest.fixture(params=EVERYDAY, ids=lambda recording: recording.name)
+def recording(request):
+    """A recording AT may serve: the 22 kHz call, 8 kHz MP3 and 8 kHz WAV."""
+    return request.param
 
 
 @pytest.fixture
@@ -56,8 +63,10 @@ def settle(app, client, recording_id: str, seconds: float = 20) -> dict:
         time.sleep(0.02)
 
 
-def test_a_recording_is_processing_until_its_audio_is_stored_then_completed_and_served(app, client, media):
-    calls = recorded_call(media)
+def test_a_recording_is_processing_until_its_audio_is_stored_then_completed_and_served(
+    app, client, media, recording
+):
+    calls = recorded_call(media, file=recording.path, content_type=recording.content_type)
     post_call(client, calls)
 
     processing = client.get(LOOKUP + SESSION).json
@@ -77,31 +86,32 @@ def test_a_recording_is_processing_until_its_audio_is_stored_then_completed_and_
     assert drain(app) == 1
     completed = client.get(LOOKUP + SESSION).json
     assert completed["status"] == "completed"
-    assert completed["duration"] == 7  # the stored audio's own length (7.29 s), whole seconds
+    assert completed["duration"] == recording.duration  # the stored audio's own length, whole seconds
     assert completed["recording_url"] == calls[-1]["recordingUrl"]  # exactly what AT sent
     assert completed["processed_at"] is not None and completed["processed_at"] > processing["created_at"]
     assert completed["audio_url"] == f"https://recordings.example/api/v1/voice/recordings/{SESSION}/audio"
 
     audio = client.get(completed["audio_url"].removeprefix("https://recordings.example"))
-    assert audio.status_code == 200 and audio.mimetype == "audio/mpeg"
-    assert hashlib.sha256(audio.data).hexdigest() == SOURCE_SHA256
-    assert audio.headers["ETag"] == f'"{SOURCE_SHA256}"' and audio.headers["Accept-Ranges"] == "bytes"
+    assert audio.status_code == 200 and audio.mimetype == recording.content_type
+    assert hashlib.sha256(audio.data).hexdigest() == recording.sha256
+    assert audio.headers["ETag"] == f'"{recording.sha256}"' and audio.headers["Accept-Ranges"] == "bytes"
 
 
-def test_the_audio_answers_ranges_and_revalidation(app, client, media):
-    post_call(client, recorded_call(media))
+def test_the_audio_answers_ranges_and_revalidation(app, client, media, recording):
+    post_call(client, recorded_call(media, file=recording.path, content_type=recording.content_type))
     drain(app)
     url = LOOKUP + SESSION + "/audio"
+    source = recording.data
 
     part = client.get(url, headers={"Range": "bytes=100-1099"})
     tail = client.get(url, headers={"Range": "bytes=-53"})
-    outside = client.get(url, headers={"Range": f"bytes={len(SOURCE) + 10}-"})
-    unchanged = client.get(url, headers={"If-None-Match": f'"{SOURCE_SHA256}"'})
+    outside = client.get(url, headers={"Range": f"bytes={len(source) + 10}-"})
+    unchanged = client.get(url, headers={"If-None-Match": f'"{recording.sha256}"'})
 
-    assert (part.status_code, part.data) == (206, SOURCE[100:1100])
-    assert part.headers["Content-Range"] == f"bytes 100-1099/{len(SOURCE)}"
-    assert (tail.status_code, tail.data) == (206, SOURCE[-53:])
-    assert outside.status_code == 416 and outside.headers["Content-Range"] == f"bytes */{len(SOURCE)}"
+    assert (part.status_code, part.data) == (206, source[100:1100])
+    assert part.headers["Content-Range"] == f"bytes 100-1099/{len(source)}"
+    assert (tail.status_code, tail.data) == (206, source[-53:])
+    assert outside.status_code == 416 and outside.headers["Content-Range"] == f"bytes */{len(source)}"
     assert outside.json["detail"]
     assert (unchanged.status_code, unchanged.data) == (304, b"")
 
@@ -114,9 +124,9 @@ def test_no_audio_until_stored_and_none_for_unknown_recordings(app, client, medi
     assert client.get(LOOKUP + "conf_nope/legs").json == {"detail": "Recording not found"}
 
 
-def test_a_url_that_answers_404_three_times_then_serves_completes(app, client, media):
+def test_a_url_that_answers_404_three_times_then_serves_completes(app, client, media, recording):
     calls = fixture_call("recorded-call")
-    url = media.serve_after("/fresh.mp3", [404, 404, 404], SOURCE)
+    url = media.serve_after("/fresh.mp3", [404, 404, 404], recording.data, recording.content_type)
     post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": url}])
 
     body = settle(app, client, SESSION)
@@ -168,21 +178,23 @@ def test_html_instead_of_audio_fails_as_invalid(make_app, storage_settings, medi
     assert "text/html" in leg["audio"]["last_error"] and "not audio" in leg["audio"]["last_error"]
 
 
-def test_a_body_cut_short_of_its_content_length_is_fetched_again(app, client, media):
+def test_a_body_cut_short_of_its_content_length_is_fetched_again(app, client, media, recording):
     calls = fixture_call("recorded-call")
-    headers = {"Content-Type": "audio/mpeg", "Content-Length": str(len(SOURCE))}
-    cut = Answer(200, headers, lambda: [SOURCE[:20000]], close=True)  # mutagen alone would take it: 5.0 s
-    media.serve_file("/cut.mp3")
-    media.answers["/cut.mp3"] = [cut, media.answers["/cut.mp3"]]
-    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": media.url("/cut.mp3")}])
+    source = recording.data
+    headers = {"Content-Type": recording.content_type, "Content-Length": str(len(source))}
+    # The first two thirds alone are more than a second of audio: only the length tells it was cut.
+    cut = Answer(200, headers, lambda: [source[: len(source) * 2 // 3]], close=True)
+    media.serve_file("/cut", recording.path, recording.content_type)
+    media.answers["/cut"] = [cut, media.answers["/cut"]]
+    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": media.url("/cut")}])
 
     body = settle(app, client, SESSION)
 
-    assert (body["status"], body["duration"]) == ("completed", 7)
-    assert hashlib.sha256(client.get(LOOKUP + SESSION + "/audio").data).hexdigest() == SOURCE_SHA256
+    assert (body["status"], body["duration"]) == ("completed", recording.duration)
+    assert hashlib.sha256(client.get(LOOKUP + SESSION + "/audio").data).hexdigest() == recording.sha256
 
 
-def test_every_recorded_leg_is_stored_and_shown(app, client, media):
+def test_every_recorded_leg_is_stored_and_shown(app, client, media, recording):
     a, b = "ATVId_leg_a", "ATVId_leg_b"
     client.post("/api/v1/voice/recordings", json={"recording_id": "conf_two", "session_ids": [a, b]})
     final = fixture_call("recorded-call")[-1]
@@ -190,13 +202,13 @@ def test_every_recorded_leg_is_stored_and_shown(app, client, media):
         **final,
         "sessionId": a,
         "dialDurationInSeconds": "30",
-        "recordingUrl": media.serve_file("/a.mp3"),
+        "recordingUrl": media.serve_file("/a", recording.path, recording.content_type),
     }
     long = {
         **final,
         "sessionId": b,
         "dialDurationInSeconds": "90",
-        "recordingUrl": media.serve_file("/b.mp3"),
+        "recordingUrl": media.serve_file("/b", recording.path, recording.content_type),
     }
     post_call(client, [short, long])
 
@@ -208,9 +220,10 @@ def test_every_recorded_leg_is_stored_and_shown(app, client, media):
     assert (legs[a]["primary"], legs[b]["primary"]) == (False, True)
     for session_id in (a, b):
         audio = legs[session_id]["audio"]
-        assert (audio["status"], audio["sha256"], audio["size"]) == ("stored", SOURCE_SHA256, len(SOURCE))
+        stored = (audio["status"], audio["sha256"], audio["size"])
+        assert stored == ("stored", recording.sha256, len(recording.data))
         download = client.get(audio["url"].removeprefix("https://recordings.example"))
-        assert hashlib.sha256(download.data).hexdigest() == SOURCE_SHA256
+        assert hashlib.sha256(download.data).hexdigest() == recording.sha256
 
 
 def test_production_never_fetches_from_a_private_address(make_app, storage_settings, media):
@@ -226,8 +239,10 @@ def test_production_never_fetches_from_a_private_address(make_app, storage_setti
     assert leg["audio"]["attempts"] == 1 and "127.0.0.1" in leg["audio"]["last_error"]
 
 
-def test_replay_rebuilds_the_same_state_from_callbacks_and_the_stored_audio(app, client, runner, media):
-    post_call(client, recorded_call(media))
+def test_replay_rebuilds_the_same_state_from_callbacks_and_the_stored_audio(
+    app, client, runner, media, recording
+):
+    post_call(client, recorded_call(media, file=recording.path, content_type=recording.content_type))
     drain(app)
     before = client.get(LOOKUP + SESSION).json
 
@@ -295,7 +310,7 @@ def test_untagged_8_khz_mp3_served_with_no_type_completes(app, client, media):
 def content_length_lie(media, path: str) -> str:
     """Serve the whole recorded call under a Content-Length of 1,000: the client reads 1,000 bytes."""
     headers = {"Content-Type": "audio/mpeg", "Content-Length": "1000"}
-    media.answers[path] = Answer(200, headers, lambda: [SOURCE], close=True)
+    media.answers[path] = Answer(200, headers, lambda: [RECORDED.data], close=True)
     return media.url(path)
 
 
