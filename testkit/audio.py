@@ -12,7 +12,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio"
 
 
 @dataclass(frozen=True)
-class Recording:
+class AudioFile:
     """A recording a test serves, and what the service is to find in it."""
 
     path: Path
@@ -32,12 +32,12 @@ class Recording:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def _fixture(name: str, content_type: str, duration: int = 3) -> Recording:
-    return Recording(FIXTURES / name, duration, content_type)
+def _fixture(name: str, content_type: str, duration: int = 3) -> AudioFile:
+    return AudioFile(FIXTURES / name, duration, content_type)
 
 
-RECORDED = Recording(RECORDED_CALL, 7, "audio/mpeg")  # 7.29 s, 22,050 Hz MPEG-1
-PHONE = Recording(PHONE_CALL, 30, "audio/mpeg")  # 30.3 s, 8 kHz MPEG-2.5, untagged
+RECORDED = AudioFile(RECORDED_CALL, 7, "audio/mpeg")  # 7.29 s, 22,050 Hz MPEG-1
+PHONE = AudioFile(PHONE_CALL, 30, "audio/mpeg")  # 30.3 s, 8 kHz MPEG-2.5, untagged
 MP3_8K = _fixture("mp3-8k.mp3", "audio/mpeg")
 WAV_8K = _fixture("wav-8k-pcm.wav", "audio/wav")
 # What the fetch, storage and simulate-call tests run with: the 22 kHz call and telephone audio.
