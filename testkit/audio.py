@@ -92,3 +92,43 @@ def lying_mp3() -> bytes:
     header = bytes([0xFF, 0xFB, 0x90, 0xC0])  # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, mono: 417 bytes
     first = header + bytes(17) + b"Xing" + struct.pack(">II", 1, 0xFFFFFFFF)
     return first + bytes(417 - len(first)) + (header + bytes(413)) * 2
+
+
+def amr() -> bytes:
+    """AMR-NB (as mobile recorders write it): 1.5 s of 12.2 kbit/s frames of arbitrary bits."""
+    frame = bytes([0x3C]) + bytes(range(1, 32))  # mode 7 (12.2 kbit/s): a 1-byte header and 31 bytes
+    return b"#!AMR\n" + frame * 75  # 20 ms a frame
+
+
+def wav_at(rate: int, seconds: float) -> bytes:
+    """8-bit PCM WAV whose header says ``rate`` Hz, with ``seconds`` of 8 kHz samples in it."""
+    data = bytes([128, 160, 128, 96]) * int(8000 * seconds / 4)
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate, 1, 8)
+    body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _crc(data: bytes, poly: int, bits: int) -> int:
+    crc, top, mask = 0, 1 << (bits - 1), (1 << bits) - 1
+    for byte in data:
+        crc ^= byte << (bits - 8)
+        for _ in range(8):
+            crc = ((crc << 1) ^ poly) & mask if crc & top else (crc << 1) & mask
+    return crc
+
+
+def flac_of_long_blocks(minutes: int = 10) -> bytes:
+    """FLAC at 8 kHz whose frames are each 65,535 samples of one constant value: 11 bytes every 8.2 s."""
+    blocks = minutes * 60 * 8000 // 65535
+    rate, channels_less_one, bits_less_one = 8000, 0, 15
+    packed = (rate << 44) | (channels_less_one << 41) | (bits_less_one << 36) | blocks * 65535
+    info = struct.pack(">HH", 65535, 65535) + bytes(6) + packed.to_bytes(8, "big") + bytes(16)
+    out = b"fLaC" + bytes([0x80]) + len(info).to_bytes(3, "big") + info
+    for number in range(blocks):
+        assert number < 0x80  # the frame number's UTF-8-like coding, in one byte
+        # Sync, fixed block size; a 16-bit block size at the end, 8 kHz; mono, 16-bit; the frame's number.
+        header = bytes([0xFF, 0xF8, 0x74, 0x08, number]) + struct.pack(">H", 65534)
+        header += bytes([_crc(header, 0x07, 8)])
+        frame = header + bytes([0x00]) + struct.pack(">h", 0)  # one CONSTANT subframe: the value 0
+        out += frame + struct.pack(">H", _crc(frame, 0x8005, 16))
+    return out

@@ -25,8 +25,8 @@ _FORMATS = {
 _OPTIONS = {"format_whitelist": ",".join(_FORMATS)}
 
 MIN_SECONDS = 1.0
-# Below every telephony codec's rate: fewer bits per second of audio means a header lied about the rate.
-MIN_BITS_PER_SECOND = 2_000
+# Far below any codec's rate, silence in FLAC included: fewer bits a second, and blocks or a header lied.
+MIN_BITS_PER_SECOND = 500
 MIN_SAMPLE_RATE = 8_000
 # The duration column is a 32-bit integer.
 MAX_SECONDS = 2**31 - 1
