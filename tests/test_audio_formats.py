@@ -70,6 +70,15 @@ def test_an_untagged_8_khz_mp3_is_measured_by_its_frames():
     assert found.seconds == pytest.approx(3.313, abs=0.001)  # the encoder's padding left out, as players do
 
 
+def test_a_recording_with_broken_frames_is_read_without_them():
+    whole = (FIXTURES / "mp3-8k.mp3").read_bytes()
+    broken = whole[:2880] + b"\xff" * 40 + whole[2920:]  # two 288-byte frames' data overwritten
+
+    found = inspected(broken)
+
+    assert 3.1 < found.seconds < inspected(whole).seconds
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [

@@ -2,7 +2,7 @@
 it holds (decoded samples), never what a header claims.
 
 Accepted: MP3 (MPEG 1, 2 and 2.5, with or without ID3), WAV (PCM, u-law, a-law, GSM, ADPCM), Ogg (Opus,
-Vorbis, Speex), WebM (Opus), FLAC, M4A and ADTS (AAC) and AMR; of at least one second.
+Vorbis, Speex), WebM (Opus), FLAC, M4A and ADTS (AAC) and AMR; sampled at 8 kHz or more, a second or longer.
 """
 
 import os
@@ -48,13 +48,14 @@ def inspect(file: BinaryIO) -> AudioInfo:
     size = file.seek(0, os.SEEK_END)
     file.seek(0)
     try:
-        format_name, codec, sample_rate, seconds = _decode(file)
+        decoded = _decode(file)
     except av.FFmpegError as error:
         raise InvalidAudio(f"not audio: {error.strerror}") from error
-    except InvalidAudio:
-        raise
     except Exception as error:  # a parser of hostile bytes may fail in any way: still not audio
         raise InvalidAudio(f"not audio: {type(error).__name__}: {error}") from error
+    if decoded is None:
+        raise InvalidAudio("not audio: no audio stream")
+    format_name, codec, sample_rate, seconds = decoded
     if sample_rate < MIN_SAMPLE_RATE:
         raise InvalidAudio(f"not audio: {codec} at {sample_rate} Hz, under {MIN_SAMPLE_RATE} Hz")
     if seconds * MIN_BITS_PER_SECOND > size * 8 or seconds > MAX_SECONDS:
@@ -67,18 +68,19 @@ def inspect(file: BinaryIO) -> AudioInfo:
     return AudioInfo(seconds, content_type, extension)
 
 
-def _decode(file: BinaryIO) -> tuple[str, str, int, float]:
-    """Decode the first audio stream: (demuxer, codec, sample rate, seconds of samples decoded)."""
+def _decode(file: BinaryIO) -> tuple[str, str, int, float] | None:
+    """Decode the first audio stream: (demuxer, codec, sample rate, seconds of samples decoded); None
+    when there is no audio stream."""
     with av.open(file, "r", container_options=_OPTIONS) as container:
         if not container.streams.audio:
-            raise InvalidAudio(f"not audio: a {container.format.name} file with no audio stream")
+            return None
         stream = container.streams.audio[0]
         seconds = 0.0
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
             except av.InvalidDataError:
-                continue  # a recorder stopped by a hang-up may leave a broken last frame: the rest is audio
+                continue  # one broken frame (damage in transit or on disk) leaves the rest of the call
             seconds += sum(frame.samples / frame.sample_rate for frame in frames)
         format_name = next(name for name in container.format.name.split(",") if name in _FORMATS)
         return format_name, stream.codec_context.name, stream.sample_rate or 0, seconds
