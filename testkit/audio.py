@@ -79,7 +79,7 @@ def broken_wavpack() -> bytes:
     """A 35-byte WavPack block whose sample-rate index (15) names no rate."""
     flags = 0xF << 23
     header = b"wvpk" + struct.pack("<IHBBIIII", 24, 0x410, 0, 0, 1000, 0, 1000, flags)
-    return header + bytes(4) + bytes(3)
+    return header + bytes(4) + bytes(3)  # its CRC, then 3 bytes of the block
 
 
 def broken_mp4() -> bytes:
@@ -88,7 +88,7 @@ def broken_mp4() -> bytes:
 
 
 def lying_mp3() -> bytes:
-    """A 1,251-byte MP3 (three 44.1 kHz frames, 0.08 s) whose Xing header counts 4,294,967,295 frames."""
+    """A 1,251-byte MP3 of three 44.1 kHz frames, the first a Xing header counting 4,294,967,295 frames."""
     header = bytes([0xFF, 0xFB, 0x90, 0xC0])  # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, mono: 417 bytes
     first = header + bytes(17) + b"Xing" + struct.pack(">II", 1, 0xFFFFFFFF)
     return first + bytes(417 - len(first)) + (header + bytes(413)) * 2
