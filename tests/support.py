@@ -5,6 +5,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from recordings_service.devtools.simulation import RECORDED_CALL
 from recordings_service.extensions import db
 from recordings_service.work.worker import Worker
 
@@ -43,9 +44,12 @@ def empty_tables() -> None:
     db.session.commit()
 
 
-def recorded_call(media, path: str = "/recording/abc123def456.mp3") -> list[dict[str, str]]:
-    """The shared recorded call, its recordingUrl a real MP3 that ``media`` (testkit.media) serves."""
-    url = media.serve_file(path)
+def recorded_call(
+    media, path: str = "/recording/abc123def456.mp3", file: Path = RECORDED_CALL, content_type="audio/mpeg"
+) -> list[dict[str, str]]:
+    """The shared recorded call, its recordingUrl a real recording (``file``) that ``media`` (testkit.media)
+    serves."""
+    url = media.serve_file(path, file, content_type)
     return [
         {**fields, "recordingUrl": url} if "recordingUrl" in fields else fields
         for fields in fixture_call("recorded-call")

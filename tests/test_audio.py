@@ -1,32 +1,46 @@
 """Processing means processing: each leg's recording fetched, verified and stored, then served.
 
-Every test here runs on both databases and both storage backends (a directory, and S3 on moto).
+Every test here runs on both databases and both storage backends (a directory, and S3 on moto); those
+that fetch a recording, with the 22 kHz recorded call and with 8 kHz MP3 and WAV (testkit/audio.py).
 """
 
 import hashlib
-import io
 import time
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
-from recordings_service.integrations.storage import ObjectNotFound
-from recordings_service.persistence.models import CallSession, Job
-from testkit.media import RECORDED_CALL, Answer
+from recordings_service.persistence.models import Job
+from testkit.audio import (
+    ACCEPTED,
+    EVERYDAY,
+    HALF_SECOND,
+    HTML_PAGE,
+    MP3_8K,
+    RECORDED,
+    broken_mp4,
+    broken_wavpack,
+    lying_flac,
+    lying_mp3,
+    lying_wav,
+)
+from testkit.media import Answer
 from tests.support import drain, fixture_call, recorded_call
 
 CALLBACK = "/api/v1/voice/callback"
 LOOKUP = "/api/v1/voice/recordings/"
-SOURCE = RECORDED_CALL.read_bytes()
-SOURCE_SHA256 = "f3713d2296317d5c48cb842eb80ecd725d2484f62e0a87c3a1d7bc6db3acc3be"
 SESSION = fixture_call("recorded-call")[0]["sessionId"]
-# Half a second of a tone as AIFF: audio of a format that has no extension of its own here.
-AIFF = (Path(__file__).parent / "fixtures" / "tone-8k.aiff").read_bytes()
+SOURCE = RECORDED.data
 
 # Retries come at once (a few milliseconds), so a test can run them all.
 FAST_RETRIES = {"AUDIO_FETCH_RETRY_BASE_SECONDS": 0.01, "AUDIO_FETCH_RETRY_MAX_SECONDS": 0.02}
+
+
+@pytest.fixture(params=EVERYDAY, ids=lambda recording: recording.name)
+def recording(request):
+    """A recording AT may serve: the 22 kHz call, 8 kHz MP3 and 8 kHz WAV."""
+    return request.param
 
 
 @pytest.fixture
@@ -50,8 +64,10 @@ def settle(app, client, recording_id: str, seconds: float = 20) -> dict:
         time.sleep(0.02)
 
 
-def test_a_recording_is_processing_until_its_audio_is_stored_then_completed_and_served(app, client, media):
-    calls = recorded_call(media)
+def test_a_recording_is_processing_until_its_audio_is_stored_then_completed_and_served(
+    app, client, media, recording
+):
+    calls = recorded_call(media, file=recording.path, content_type=recording.content_type)
     post_call(client, calls)
 
     processing = client.get(LOOKUP + SESSION).json
@@ -71,31 +87,32 @@ def test_a_recording_is_processing_until_its_audio_is_stored_then_completed_and_
     assert drain(app) == 1
     completed = client.get(LOOKUP + SESSION).json
     assert completed["status"] == "completed"
-    assert completed["duration"] == 7  # the stored audio's own length (7.29 s), whole seconds
+    assert completed["duration"] == recording.duration  # the stored audio's own length, whole seconds
     assert completed["recording_url"] == calls[-1]["recordingUrl"]  # exactly what AT sent
     assert completed["processed_at"] is not None and completed["processed_at"] > processing["created_at"]
     assert completed["audio_url"] == f"https://recordings.example/api/v1/voice/recordings/{SESSION}/audio"
 
     audio = client.get(completed["audio_url"].removeprefix("https://recordings.example"))
-    assert audio.status_code == 200 and audio.mimetype == "audio/mpeg"
-    assert hashlib.sha256(audio.data).hexdigest() == SOURCE_SHA256
-    assert audio.headers["ETag"] == f'"{SOURCE_SHA256}"' and audio.headers["Accept-Ranges"] == "bytes"
+    assert audio.status_code == 200 and audio.mimetype == recording.content_type
+    assert hashlib.sha256(audio.data).hexdigest() == recording.sha256
+    assert audio.headers["ETag"] == f'"{recording.sha256}"' and audio.headers["Accept-Ranges"] == "bytes"
 
 
-def test_the_audio_answers_ranges_and_revalidation(app, client, media):
-    post_call(client, recorded_call(media))
+def test_the_audio_answers_ranges_and_revalidation(app, client, media, recording):
+    post_call(client, recorded_call(media, file=recording.path, content_type=recording.content_type))
     drain(app)
     url = LOOKUP + SESSION + "/audio"
+    source = recording.data
 
     part = client.get(url, headers={"Range": "bytes=100-1099"})
     tail = client.get(url, headers={"Range": "bytes=-53"})
-    outside = client.get(url, headers={"Range": f"bytes={len(SOURCE) + 10}-"})
-    unchanged = client.get(url, headers={"If-None-Match": f'"{SOURCE_SHA256}"'})
+    outside = client.get(url, headers={"Range": f"bytes={len(source) + 10}-"})
+    unchanged = client.get(url, headers={"If-None-Match": f'"{recording.sha256}"'})
 
-    assert (part.status_code, part.data) == (206, SOURCE[100:1100])
-    assert part.headers["Content-Range"] == f"bytes 100-1099/{len(SOURCE)}"
-    assert (tail.status_code, tail.data) == (206, SOURCE[-53:])
-    assert outside.status_code == 416 and outside.headers["Content-Range"] == f"bytes */{len(SOURCE)}"
+    assert (part.status_code, part.data) == (206, source[100:1100])
+    assert part.headers["Content-Range"] == f"bytes 100-1099/{len(source)}"
+    assert (tail.status_code, tail.data) == (206, source[-53:])
+    assert outside.status_code == 416 and outside.headers["Content-Range"] == f"bytes */{len(source)}"
     assert outside.json["detail"]
     assert (unchanged.status_code, unchanged.data) == (304, b"")
 
@@ -155,9 +172,9 @@ def test_no_audio_until_stored_and_none_for_unknown_recordings(app, client, medi
     assert client.get(LOOKUP + "conf_nope/legs").json == {"detail": "Recording not found"}
 
 
-def test_a_url_that_answers_404_three_times_then_serves_completes(app, client, media):
+def test_a_url_that_answers_404_three_times_then_serves_completes(app, client, media, recording):
     calls = fixture_call("recorded-call")
-    url = media.serve_after("/fresh.mp3", [404, 404, 404], SOURCE)
+    url = media.serve_after("/fresh.mp3", [404, 404, 404], recording.data, recording.content_type)
     post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": url}])
 
     body = settle(app, client, SESSION)
@@ -195,9 +212,7 @@ def test_a_url_that_never_serves_fails_as_unavailable_after_the_give_up_time(
         assert db.session.execute(sa.select(Job.state)).scalar_one().value == "failed"
 
 
-def test_html_instead_of_audio_fails_as_invalid(make_app, storage_settings, media):
-    app = make_app(AUDIO_FETCH_GIVE_UP=0.3, **storage_settings, **FAST_RETRIES)
-    client = app.test_client()
+def test_html_instead_of_audio_fails_as_invalid_at_once(app, client, media):
     calls = fixture_call("recorded-call")
     url = media.serve("/login.html", b"<html><body>Please sign in</body></html>" * 20, "text/html")
     post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": url}])
@@ -207,23 +222,26 @@ def test_html_instead_of_audio_fails_as_invalid(make_app, storage_settings, medi
     assert (body["status"], body["failure_reason"]) == ("failed", "recording_invalid")
     [leg] = client.get(LOOKUP + SESSION + "/legs").json["items"]
     assert "text/html" in leg["audio"]["last_error"] and "not audio" in leg["audio"]["last_error"]
+    assert leg["audio"]["attempts"] == 1  # not retried until AUDIO_FETCH_GIVE_UP: it cannot change
 
 
-def test_a_body_cut_short_of_its_content_length_is_fetched_again(app, client, media):
+def test_a_body_cut_short_of_its_content_length_is_fetched_again(app, client, media, recording):
     calls = fixture_call("recorded-call")
-    headers = {"Content-Type": "audio/mpeg", "Content-Length": str(len(SOURCE))}
-    cut = Answer(200, headers, lambda: [SOURCE[:20000]], close=True)  # mutagen alone would take it: 5.0 s
-    media.serve_file("/cut.mp3")
-    media.answers["/cut.mp3"] = [cut, media.answers["/cut.mp3"]]
-    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": media.url("/cut.mp3")}])
+    source = recording.data
+    headers = {"Content-Type": recording.content_type, "Content-Length": str(len(source))}
+    # The first two thirds alone are more than a second of audio: only the length tells it was cut.
+    cut = Answer(200, headers, lambda: [source[: len(source) * 2 // 3]], close=True)
+    media.serve_file("/cut", recording.path, recording.content_type)
+    media.answers["/cut"] = [cut, media.answers["/cut"]]
+    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": media.url("/cut")}])
 
     body = settle(app, client, SESSION)
 
-    assert (body["status"], body["duration"]) == ("completed", 7)
-    assert hashlib.sha256(client.get(LOOKUP + SESSION + "/audio").data).hexdigest() == SOURCE_SHA256
+    assert (body["status"], body["duration"]) == ("completed", recording.duration)
+    assert hashlib.sha256(client.get(LOOKUP + SESSION + "/audio").data).hexdigest() == recording.sha256
 
 
-def test_every_recorded_leg_is_stored_and_shown(app, client, media):
+def test_every_recorded_leg_is_stored_and_shown(app, client, media, recording):
     a, b = "ATVId_leg_a", "ATVId_leg_b"
     client.post("/api/v1/voice/recordings", json={"recording_id": "conf_two", "session_ids": [a, b]})
     final = fixture_call("recorded-call")[-1]
@@ -231,13 +249,13 @@ def test_every_recorded_leg_is_stored_and_shown(app, client, media):
         **final,
         "sessionId": a,
         "dialDurationInSeconds": "30",
-        "recordingUrl": media.serve_file("/a.mp3"),
+        "recordingUrl": media.serve_file("/a", recording.path, recording.content_type),
     }
     long = {
         **final,
         "sessionId": b,
         "dialDurationInSeconds": "90",
-        "recordingUrl": media.serve_file("/b.mp3"),
+        "recordingUrl": media.serve_file("/b", recording.path, recording.content_type),
     }
     post_call(client, [short, long])
 
@@ -249,9 +267,10 @@ def test_every_recorded_leg_is_stored_and_shown(app, client, media):
     assert (legs[a]["primary"], legs[b]["primary"]) == (False, True)
     for session_id in (a, b):
         audio = legs[session_id]["audio"]
-        assert (audio["status"], audio["sha256"], audio["size"]) == ("stored", SOURCE_SHA256, len(SOURCE))
+        stored = (audio["status"], audio["sha256"], audio["size"])
+        assert stored == ("stored", recording.sha256, len(recording.data))
         download = client.get(audio["url"].removeprefix("https://recordings.example"))
-        assert hashlib.sha256(download.data).hexdigest() == SOURCE_SHA256
+        assert hashlib.sha256(download.data).hexdigest() == recording.sha256
 
 
 def test_production_never_fetches_from_a_private_address(make_app, storage_settings, media):
@@ -267,8 +286,10 @@ def test_production_never_fetches_from_a_private_address(make_app, storage_setti
     assert leg["audio"]["attempts"] == 1 and "127.0.0.1" in leg["audio"]["last_error"]
 
 
-def test_replay_rebuilds_the_same_state_from_callbacks_and_the_stored_audio(app, client, runner, media):
-    post_call(client, recorded_call(media))
+def test_replay_rebuilds_the_same_state_from_callbacks_and_the_stored_audio(
+    app, client, runner, media, recording
+):
+    post_call(client, recorded_call(media, file=recording.path, content_type=recording.content_type))
     drain(app)
     before = client.get(LOOKUP + SESSION).json
 
@@ -293,97 +314,94 @@ def test_the_queue_is_visible_to_operators(app, client, runner, media):
     assert 'jobs_oldest_due_seconds{kind="fetch_audio"}' in metrics
 
 
-def call_of(session_id: str, url: str) -> list[dict]:
-    """The shared recorded call's callbacks, as the session ``session_id`` whose recording is at ``url``."""
-    return [
-        {**fields, "sessionId": session_id, **({"recordingUrl": url} if "recordingUrl" in fields else {})}
-        for fields in fixture_call("recorded-call")
-    ]
+def recorded_at(client, url: str) -> None:
+    """Post the shared recorded call with its recording at ``url``."""
+    calls = fixture_call("recorded-call")
+    post_call(client, [*calls[:-1], {**calls[-1], "recordingUrl": url}])
 
 
-def wait_for(condition, seconds: float) -> float:
-    """Seconds until ``condition()`` held; fails the test if it did not within ``seconds``."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < seconds, "gave up waiting"
-        time.sleep(0.02)
-    return time.monotonic() - started
+def the_leg(client) -> dict:
+    [leg] = client.get(LOOKUP + SESSION + "/legs").json["items"]
+    return leg["audio"]
 
 
-@pytest.mark.slow
-def test_urls_trickling_their_answer_hold_no_fetch_past_its_deadline(
-    make_app, database, storage_settings, media
-):
-    from testkit.servers import worker
-
-    deadline, threads = 1.0, 4
-    app = make_app(**storage_settings, **FAST_RETRIES)
-    client = app.test_client()
-    # As many URLs as the worker has fetching threads, each sending its headers a byte every 50 ms.
-    slow = [f"ATVId_trickle_{n}" for n in range(threads)]
-    for session_id in slow:
-        post_call(client, call_of(session_id, media.trickle(f"/{session_id}.mp3")))
-    settings = {
-        **storage_settings,
-        "WORKER_CONCURRENCY": str(threads),
-        "AUDIO_FETCH_DEADLINE": str(deadline),
-        "AUDIO_FETCH_RETRY_BASE_SECONDS": "0.01",
-        "AUDIO_FETCH_RETRY_MAX_SECONDS": "0.02",
-    }
-    with worker(database, **settings):
-        wait_for(lambda: all(media.fetches(f"/{session_id}.mp3") for session_id in slow), 30)
-        post_call(client, recorded_call(media))  # every thread is held by a trickling URL now
-        took = wait_for(lambda: client.get(LOOKUP + SESSION).json["status"] == "completed", deadline * 10)
-
-    assert took < deadline * 3
-    assert media.trickled and all(seconds < deadline * 2 for seconds in media.trickled), media.trickled
-    for session_id in slow:  # each attempt ended as a timeout does: tried again
-        [leg] = client.get(LOOKUP + session_id + "/legs").json["items"]
-        assert leg["audio"]["status"] == "pending" and "Timeout" in leg["audio"]["last_error"]
-
-
-def audio_keys(app, *session_ids: str) -> list[str | None]:
+def the_job(app) -> tuple[str, int]:
     with app.app_context():
-        return [
-            db.session.execute(sa.select(CallSession.audio_key).filter_by(session_id=session_id)).scalar_one()
-            for session_id in session_ids
-        ]
+        state, attempts = db.session.execute(sa.select(Job.state, Job.attempts)).one()
+        db.session.close()
+    return state.value, attempts
 
 
-def test_legs_whose_session_ids_make_one_name_keep_their_own_audio(app, client, media):
-    # Keyed by session id and extension, both would be "ATVId_col.mp3".
-    mp3, aiff = "ATVId_col", "ATVId_col.mp3"
-    post_call(client, call_of(mp3, media.serve_file("/col.mp3")))
-    post_call(client, call_of(aiff, media.serve("/col.aiff", AIFF, "audio/aiff")))
+@pytest.mark.parametrize("recording", ACCEPTED, ids=lambda recording: recording.name)
+def test_telephone_audio_of_every_kind_completes_with_its_duration(app, client, media, recording):
+    recorded_at(client, media.serve_file(f"/{recording.name}", recording.path, recording.content_type))
 
-    drain(app)
+    body = settle(app, client, SESSION)
 
-    keys = audio_keys(app, mp3, aiff)
-    for session_id, body in ((mp3, SOURCE), (aiff, AIFF)):
-        assert client.get(LOOKUP + session_id).json["status"] == "completed"
-        assert client.get(LOOKUP + session_id + "/audio").data == body
-    assert client.delete(LOOKUP + aiff).status_code == 204
-    assert client.get(LOOKUP + mp3 + "/audio").data == SOURCE  # deleting one left the other's audio
-    assert keys[0].endswith(".mp3") and keys[1].endswith(".bin"), keys  # an extension always
-
-
-def test_audio_stored_under_an_earlier_key_is_still_served_and_deleted(app, client, media):
-    # Audio stored before keys were named by primary keys keeps its key: the leg's row says where it is.
-    post_call(client, recorded_call(media))
-    drain(app)
-    storage = app.extensions["audio_storage"]
-    earlier = f"{SESSION}.mp3"
-    [key] = audio_keys(app, SESSION)
-    storage.put(earlier, io.BytesIO(SOURCE), content_type="audio/mpeg")
-    storage.delete(key)
-    with app.app_context():
-        db.session.execute(sa.update(CallSession).filter_by(session_id=SESSION).values(audio_key=earlier))
-        db.session.commit()
-
+    assert (body["status"], body["duration"]) == ("completed", recording.duration)
     audio = client.get(LOOKUP + SESSION + "/audio")
-    deleted = client.delete(LOOKUP + SESSION)
+    assert audio.mimetype == recording.content_type
+    assert hashlib.sha256(audio.data).hexdigest() == recording.sha256
 
-    assert audio.status_code == 200 and audio.data == SOURCE
-    assert deleted.status_code == 204
-    with pytest.raises(ObjectNotFound):
-        storage.stat(earlier)
+
+def test_untagged_8_khz_mp3_served_with_no_type_completes(app, client, media):
+    recorded_at(client, media.serve_file("/call", MP3_8K.path, content_type="application/octet-stream"))
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["duration"]) == ("completed", 3)
+    audio = client.get(LOOKUP + SESSION + "/audio")
+    assert (audio.mimetype, audio.data) == ("audio/mpeg", MP3_8K.data)
+
+
+def content_length_lie(media, path: str) -> str:
+    """Serve the whole recorded call under a Content-Length of 1,000: the client reads 1,000 bytes."""
+    headers = {"Content-Type": "audio/mpeg", "Content-Length": "1000"}
+    media.answers[path] = Answer(200, headers, lambda: [RECORDED.data], close=True)
+    return media.url(path)
+
+
+NOT_RECORDINGS = {
+    "wav-claiming-4294967280-s": lambda media: media.serve("/x.wav", lying_wav(), "audio/wav"),
+    "flac-claiming-4294967280-s": lambda media: media.serve("/x.flac", lying_flac(), "audio/flac"),
+    "wavpack-with-no-rate": lambda media: media.serve("/x.wv", broken_wavpack(), "audio/x-wavpack"),
+    "mp4-of-endless-size": lambda media: media.serve("/x.m4a", broken_mp4(), "audio/mp4"),
+    "mp3-with-a-lying-xing-header": lambda media: media.serve("/x.mp3", lying_mp3()),
+    "half-a-second": lambda media: media.serve_file("/half.wav", HALF_SECOND, "audio/wav"),
+    "content-length-lie": lambda media: content_length_lie(media, "/lie.mp3"),
+    "html-page-as-mp3": lambda media: media.serve_file("/login.mp3", HTML_PAGE, "audio/mpeg"),
+}
+
+
+@pytest.mark.parametrize("serve", NOT_RECORDINGS.values(), ids=NOT_RECORDINGS.keys())
+def test_bytes_that_are_not_a_recording_fail_at_once_with_the_reason(app, client, media, serve):
+    recorded_at(client, serve(media))
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["failure_reason"], body["audio_url"]) == (
+        "failed",
+        "recording_invalid",
+        None,
+    )
+    leg = the_leg(client)
+    assert (leg["status"], leg["attempts"]) == ("failed", 1)
+    assert "not audio" in leg["last_error"] or "of audio" in leg["last_error"]
+    assert the_job(app) == ("failed", 1)  # settled by its first attempt: no 24 h of retries
+
+
+@pytest.mark.parametrize(
+    "serve",
+    [
+        lambda media: media.status("/forbidden.mp3", 403),
+        lambda media: media.redirect("/loop.mp3", media.url("/loop.mp3")),
+    ],
+    ids=["403", "redirect-loop"],
+)
+def test_a_url_that_cannot_serve_by_waiting_fails_at_once(app, client, media, serve):
+    recorded_at(client, serve(media))
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["failure_reason"]) == ("failed", "recording_unavailable")
+    assert (the_leg(client)["attempts"], the_job(app)) == (1, ("failed", 1))

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from recordings_service.extensions import db
 from recordings_service.persistence.models import CallSession, Recording
+from testkit.audio import EVERYDAY, PHONE, RECORDED, AudioFile
 from testkit.servers import gunicorn, worker
 from tests.support import drain, fixture_call
 
@@ -105,14 +106,15 @@ def test_sweep_rejects_a_duration_it_cannot_read(runner, value):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("outcome", "status", "reason"),
+    ("outcome", "audio", "status", "reason"),
     [
-        ("recorded", "completed", None),
-        ("no-url", "processing", None),
-        ("unanswered", "failed", "SUBSCRIBER_ABSENT"),
+        *(("recorded", recording, "completed", None) for recording in [*EVERYDAY, PHONE]),
+        ("no-url", RECORDED, "processing", None),
+        ("unanswered", RECORDED, "failed", "SUBSCRIBER_ABSENT"),
     ],
+    ids=lambda value: value.name if isinstance(value, AudioFile) else None,
 )
-def test_simulate_call_drives_a_running_service(database, runner, outcome, status, reason):
+def test_simulate_call_drives_a_running_service(database, runner, outcome, audio, status, reason):
     settings = {"VOICE_CALLBACK_TOKEN": "tok-123", "VOICE_DIAL_NUMBERS": "+254722000111"}
     with gunicorn(database, **settings) as base, worker(database, **settings):
         result = runner.invoke(
@@ -126,6 +128,8 @@ def test_simulate_call_drives_a_running_service(database, runner, outcome, statu
                 outcome,
                 "--token",
                 "tok-123",
+                "--audio",
+                str(audio.path),
             ]
         )
 
@@ -134,6 +138,8 @@ def test_simulate_call_drives_a_running_service(database, runner, outcome, statu
     assert 'phoneNumbers="+254722000111"' in result.output
     last = result.output.strip().splitlines()[-1]
     assert f'"status":"{status}"' in last and (reason is None or reason in last)
+    if status == "completed":
+        assert f'"duration":{audio.duration},' in last
 
 
 def test_simulate_call_without_the_token_says_what_went_wrong(database, runner):

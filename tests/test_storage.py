@@ -21,13 +21,18 @@ from recordings_service.integrations.storage import (
     audio_key,
     storage_from_config,
 )
-from testkit.media import RECORDED_CALL
+from testkit.audio import EVERYDAY, RECORDED
 from testkit.s3 import moto_s3
 
-AUDIO = RECORDED_CALL.read_bytes()
-AUDIO_SHA256 = "f3713d2296317d5c48cb842eb80ecd725d2484f62e0a87c3a1d7bc6db3acc3be"
 KEY = "recordings/conf_1234567890/ATVId_aadedf81fb9437cabae902bb08d32b7b.mp3"
 MB = 1024 * 1024
+AUDIO = RECORDED.data  # for the tests whose bytes do not matter
+
+
+@pytest.fixture(params=EVERYDAY, ids=lambda recording: recording.name)
+def audio(request) -> bytes:
+    """A recording's bytes: the 22 kHz call, 8 kHz MP3 and 8 kHz WAV."""
+    return request.param.data
 
 
 def read_all(storage, key, *args) -> bytes:
@@ -44,30 +49,30 @@ def stored_names(storage) -> list[str]:
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
-def test_what_is_put_is_read_back_identical(storage):
-    stored = storage.put(KEY, io.BytesIO(AUDIO), content_type="audio/mpeg")
+def test_what_is_put_is_read_back_identical(storage, audio):
+    stored = storage.put(KEY, io.BytesIO(audio), content_type="audio/mpeg")
 
-    assert (stored.key, stored.size, stored.sha256) == (KEY, len(AUDIO), AUDIO_SHA256)
+    assert (stored.key, stored.size, stored.sha256) == (KEY, len(audio), hashlib.sha256(audio).hexdigest())
     assert stored.content_type == "audio/mpeg"
     body = read_all(storage, KEY)
-    assert body == AUDIO and hashlib.sha256(body).hexdigest() == AUDIO_SHA256
-    assert storage.stat(KEY).size == len(AUDIO)
+    assert body == audio
+    assert storage.stat(KEY).size == len(audio)
 
 
-def test_a_byte_range_is_read(storage):
-    storage.put(KEY, io.BytesIO(AUDIO), content_type="audio/mpeg")
+def test_a_byte_range_is_read(storage, audio):
+    storage.put(KEY, io.BytesIO(audio), content_type="audio/mpeg")
 
-    assert read_all(storage, KEY, 100, 50) == AUDIO[100:150]
-    assert read_all(storage, KEY, 29_000) == AUDIO[29_000:]
-    assert read_all(storage, KEY, 29_100, 1_000) == AUDIO[29_100:]  # cut at the end, as HTTP does
-    assert read_all(storage, KEY, 0, 1) == AUDIO[:1]
+    assert read_all(storage, KEY, 100, 50) == audio[100:150]
+    assert read_all(storage, KEY, len(audio) - 153) == audio[-153:]
+    assert read_all(storage, KEY, len(audio) - 53, 1_000) == audio[-53:]  # cut at the end, as HTTP does
+    assert read_all(storage, KEY, 0, 1) == audio[:1]
 
 
-def test_a_range_past_the_end_is_not_satisfiable(storage):
-    storage.put(KEY, io.BytesIO(AUDIO), content_type="audio/mpeg")
+def test_a_range_past_the_end_is_not_satisfiable(storage, audio):
+    storage.put(KEY, io.BytesIO(audio), content_type="audio/mpeg")
 
     with pytest.raises(RangeNotSatisfiable):
-        storage.read(KEY, len(AUDIO))
+        storage.read(KEY, len(audio))
 
 
 def test_each_legs_audio_has_a_key_of_its_own_with_an_extension(storage):
@@ -79,16 +84,16 @@ def test_each_legs_audio_has_a_key_of_its_own_with_an_extension(storage):
     assert [read_all(storage, key) for key in keys] == [b"leg 0", b"leg 1", b"leg 2"]
 
 
-def test_putting_twice_under_one_key_leaves_one_object(storage):
+def test_putting_twice_under_one_key_leaves_one_object(storage, audio):
     storage.put(KEY, io.BytesIO(b"an earlier attempt"), content_type="audio/mpeg")
-    storage.put(KEY, io.BytesIO(AUDIO), content_type="audio/mpeg")
+    storage.put(KEY, io.BytesIO(audio), content_type="audio/mpeg")
 
-    assert read_all(storage, KEY) == AUDIO
+    assert read_all(storage, KEY) == audio
     assert len(stored_names(storage)) == 1
 
 
-def test_a_deleted_object_is_not_found_and_deleting_again_is_fine(storage):
-    storage.put(KEY, io.BytesIO(AUDIO), content_type="audio/mpeg")
+def test_a_deleted_object_is_not_found_and_deleting_again_is_fine(storage, audio):
+    storage.put(KEY, io.BytesIO(audio), content_type="audio/mpeg")
 
     storage.delete(KEY)
     storage.delete(KEY)
@@ -105,18 +110,18 @@ def test_an_object_never_stored_is_not_found(storage):
         storage.read("recordings/conf_0/none.mp3")
 
 
-def test_a_source_unlike_what_was_expected_is_refused_and_not_kept(storage):
+def test_a_source_unlike_what_was_expected_is_refused_and_not_kept(storage, audio):
     with pytest.raises(VerificationFailed):
-        storage.put(KEY, io.BytesIO(AUDIO), content_type="audio/mpeg", sha256="0" * 64)
+        storage.put(KEY, io.BytesIO(audio), content_type="audio/mpeg", sha256="0" * 64)
     with pytest.raises(VerificationFailed):
-        storage.put(KEY, io.BytesIO(AUDIO[:-1]), content_type="audio/mpeg", size=len(AUDIO))
+        storage.put(KEY, io.BytesIO(audio[:-1]), content_type="audio/mpeg", size=len(audio))
 
     with pytest.raises(ObjectNotFound):
         storage.stat(KEY)
     assert stored_names(storage) == []
 
 
-def test_an_object_stored_unlike_what_was_written_is_refused_and_not_kept(storage, monkeypatch):
+def test_an_object_stored_unlike_what_was_written_is_refused_and_not_kept(storage, monkeypatch, audio):
     # The store (a disk, or bytes changed on their way to S3) keeps something else than was given.
     if isinstance(storage, LocalStorage):
         real_fsync = os.fsync
@@ -130,24 +135,23 @@ def test_an_object_stored_unlike_what_was_written_is_refused_and_not_kept(storag
     else:
 
         def corrupt_in_transit(params, **kwargs):
-            params["Body"] = io.BytesIO(AUDIO[:1000] + b"\xff" + AUDIO[1001:])
+            params["Body"] = io.BytesIO(audio[:1000] + b"\xff" + audio[1001:])
 
         storage.client.meta.events.register("before-parameter-build.s3.PutObject", corrupt_in_transit)
 
     with pytest.raises(VerificationFailed, match="not what was written"):
-        storage.put(KEY, io.BytesIO(AUDIO), content_type="audio/mpeg")
+        storage.put(KEY, io.BytesIO(audio), content_type="audio/mpeg")
 
     with pytest.raises(ObjectNotFound):
         storage.stat(KEY)
     assert stored_names(storage) == []
 
 
-def test_the_expected_size_and_hash_are_accepted(storage):
-    stored = storage.put(
-        KEY, io.BytesIO(AUDIO), content_type="audio/mpeg", size=len(AUDIO), sha256=AUDIO_SHA256
-    )
+def test_the_expected_size_and_hash_are_accepted(storage, audio):
+    sha256 = hashlib.sha256(audio).hexdigest()
+    stored = storage.put(KEY, io.BytesIO(audio), content_type="audio/mpeg", size=len(audio), sha256=sha256)
 
-    assert stored.sha256 == AUDIO_SHA256
+    assert stored.sha256 == sha256
 
 
 class FailingSource(io.RawIOBase):
@@ -163,13 +167,13 @@ class FailingSource(io.RawIOBase):
         return data
 
 
-def test_a_failed_write_keeps_the_previous_object_whole(storage):
-    storage.put(KEY, io.BytesIO(AUDIO), content_type="audio/mpeg")
+def test_a_failed_write_keeps_the_previous_object_whole(storage, audio):
+    storage.put(KEY, io.BytesIO(audio), content_type="audio/mpeg")
 
     with pytest.raises(StorageUnavailable):
         storage.put(KEY, FailingSource(b"half a new recording"), content_type="audio/mpeg")
 
-    assert read_all(storage, KEY) == AUDIO
+    assert read_all(storage, KEY) == audio
     assert len(stored_names(storage)) == 1
 
 

@@ -2,6 +2,7 @@
 that posts them to a running service: for local development (``flask recordings simulate-call``)."""
 
 import json
+import mimetypes
 import random
 import threading
 import time
@@ -101,15 +102,19 @@ def _request(url: str, body: bytes | None = None, headers: dict | None = None, w
 
 # A real recording (7.3 s of speech, MP3): what simulate-call serves as the call's recordingUrl.
 RECORDED_CALL = Path(__file__).with_name("recorded-call.mp3")
+# A telephone call as telephony recorders write it (30.3 s of speech, 8 kHz MP3, no ID3 tag).
+PHONE_CALL = Path(__file__).with_name("phone-call-8k.mp3")
 
 
 class _Recording(BaseHTTPRequestHandler):
-    """Serves RECORDED_CALL at any path, as AT serves a recording."""
+    """Serves the server's ``recording`` file at any path, as AT serves a recording."""
+
+    server: "_RecordingServer"
 
     def do_GET(self):  # noqa: N802 (http.server's name)
-        body = RECORDED_CALL.read_bytes()
+        body = self.server.recording.read_bytes()
         self.send_response(200)
-        self.send_header("Content-Type", "audio/mpeg")
+        self.send_header("Content-Type", mimetypes.guess_type(self.server.recording.name)[0] or "audio/mpeg")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -118,14 +123,20 @@ class _Recording(BaseHTTPRequestHandler):
         pass
 
 
+class _RecordingServer(ThreadingHTTPServer):
+    def __init__(self, recording: Path):
+        self.recording = recording
+        super().__init__(("127.0.0.1", 0), _Recording)
+
+
 @contextmanager
-def serving_a_recording() -> Iterator[str]:
-    """Serve RECORDED_CALL on a loopback port for as long as the block runs; yield its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
+def serving_a_recording(recording: Path = RECORDED_CALL) -> Iterator[str]:
+    """Serve ``recording`` on a loopback port for as long as the block runs; yield its URL."""
+    server = _RecordingServer(recording)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/recording/{uuid.uuid4().hex}.mp3"
+        yield f"http://127.0.0.1:{server.server_address[1]}/recording/{uuid.uuid4().hex}{recording.suffix}"
     finally:
         server.shutdown()
         server.server_close()
@@ -138,19 +149,20 @@ def simulate_call(
     token: str | None,
     api_key: str | None = None,
     wait: float = 30,
+    recording: Path = RECORDED_CALL,
 ) -> Iterator[str]:
     """Register ``recording_id`` with a new session at ``base_url``, post the call's callbacks to it,
     and yield a line for each exchange; then follow the recording (``Prefer: wait``) until it is
     completed or failed, or ``wait`` seconds pass, yielding each state it shows.
 
-    A recorded call's URL is a real MP3 served from this process meanwhile, for the worker to fetch.
+    A recorded call's URL serves ``recording`` from this process meanwhile, for the worker to fetch.
     """
     base_url = base_url.rstrip("/")
     session_id = new_session_id()
     authorization = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = json.dumps({"recording_id": recording_id, "session_ids": [session_id]}).encode()
     headers = {"Content-Type": "application/json", **authorization}
-    with serving_a_recording() as recording_url:
+    with serving_a_recording(recording) as recording_url:
         status, text = _request(f"{base_url}/api/v1/voice/recordings", body, headers)
         yield f"register {recording_id} with session {session_id}: {status}"
         if status >= 300:
@@ -201,18 +213,24 @@ def _follow(url: str, headers: dict, seconds: float) -> Iterator[str]:
 @click.option("--outcome", type=click.Choice(list(OUTCOMES)), default="recorded", show_default=True)
 @click.option("--token", help="The callback token (default: VOICE_CALLBACK_TOKEN).")
 @click.option("--api-key", envvar="RECORDINGS_API_KEY", help="An API key, when the service requires one.")
+@click.option(
+    "--audio",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=RECORDED_CALL,
+    help="The recording to serve (default: devtools/recorded-call.mp3; devtools/phone-call-8k.mp3 is 8 kHz).",
+)
 def simulate_call_command(
-    recording_id: str, base_url: str, outcome: str, token: str | None, api_key: str | None
+    recording_id: str, base_url: str, outcome: str, token: str | None, api_key: str | None, audio: Path
 ) -> None:
     """Post a realistic Africa's Talking call for RECORDING_ID to a running service.
 
     Registers the recording with a new AT session, posts the call's callbacks as AT would (a
-    recorded call's URL is a real MP3 this command serves meanwhile), prints each answer, then the
+    recorded call's URL is the --audio file this command serves meanwhile), prints each answer, then the
     recording each time it changes until it is completed or failed (the worker fetches the audio).
     """
     try:
         token = token or current_app.config["VOICE_CALLBACK_TOKEN"]
-        for line in simulate_call(base_url, recording_id, outcome, token, api_key):
+        for line in simulate_call(base_url, recording_id, outcome, token, api_key, recording=audio):
             click.echo(line)
     except (OSError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error

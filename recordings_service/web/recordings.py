@@ -218,7 +218,7 @@ def register(registration: dict):
 
 AUDIO_NOT_FOUND = "Audio not found"
 UNSATISFIABLE = "The Range is outside the audio"
-# Binary, in every type the audio is stored as; any other audio type mutagen reads is audio/*.
+# Binary, in every type the audio is stored as (audio/* for audio stored under an earlier type).
 AUDIO_CONTENT = {
     content_type: {"schema": {"type": "string", "format": "binary"}}
     for content_type in [*CONTENT_TYPES, "audio/*"]

@@ -1,11 +1,12 @@
 """The ``fetch_audio`` job: fetch a leg's recording from the URL AT gave, verify it is audio, store it,
 and record the outcome (recordings/audio.py).
 
-A failed attempt (404, 5xx, a timeout, a cut body, bytes that are not audio) is tried again, with
-exponential backoff and jitter, until AUDIO_FETCH_GIVE_UP has passed since the URL came; then the leg's
-audio is ``recording_unavailable`` (or ``recording_invalid`` when the last attempt got bytes that were not
-audio). A URL the service may never fetch (not http(s), a private address in production) or a file over
-AUDIO_MAX_BYTES fails at once. The store failing is retried and never gives up: it is ours, not AT's.
+A failed attempt (404, 5xx, a timeout, a cut body) is tried again, with exponential backoff and jitter,
+until AUDIO_FETCH_GIVE_UP has passed since the URL came; then the leg's audio is ``recording_unavailable``.
+What waiting cannot change fails at once: a URL the service may never fetch (not http(s), a private
+address in production), a 403 or other refusal, a redirect loop, a file over AUDIO_MAX_BYTES
+(``recording_unavailable``), and bytes that are not a recording (``recording_invalid``). The store
+failing is retried and never gives up: it is ours, not AT's.
 """
 
 import functools
@@ -53,18 +54,15 @@ def fetch_audio(claim: queue.Claim) -> Outcome:
                 deadline=config["AUDIO_FETCH_DEADLINE"],
             )
             found = inspect(file)
-        except (egress.UnsafeURL, egress.TooLarge) as error:
-            # Neither changes by waiting: a URL the service may not fetch, or a file over AUDIO_MAX_BYTES.
-            return _gave_up(work, str(error), RECORDING_UNAVAILABLE)
         except egress.EgressError as error:
+            # A URL the service may not fetch, a file over AUDIO_MAX_BYTES, a 403 or a redirect loop does
+            # not change by waiting; a 404, a 5xx, a timeout or a cut body may.
+            if not error.retryable:
+                return _gave_up(work, str(error), RECORDING_UNAVAILABLE)
             return failed(claim, str(error), RECORDING_UNAVAILABLE, work)
         except InvalidAudio as error:
-            return failed(
-                claim,
-                f"{work.url} served {fetched.content_type or 'no type'}: {error}",
-                RECORDING_INVALID,
-                work,
-            )
+            message = f"{work.url} served {fetched.content_type or 'no type'}: {error}"
+            return _gave_up(work, message, RECORDING_INVALID)
         key = storage.audio_key(claim.recording_pk, claim.session_pk, found.extension)
         try:
             file.seek(0)
