@@ -96,11 +96,11 @@ def test_sweep_leaves_recent_recordings_alone(client, runner):
     assert "failed 0 recordings" in runner.invoke(args=["recordings", "sweep", "--older-than", "30m"]).output
 
 
-@pytest.mark.parametrize("value", ["30", "thirty minutes", "-5m", "5w"])
+@pytest.mark.parametrize("value", ["thirty minutes", "-5m", "5w", ""])
 def test_sweep_rejects_a_duration_it_cannot_read(runner, value):
     result = runner.invoke(args=["recordings", "sweep", "--older-than", value])
 
-    assert result.exit_code == 2 and "is not a duration" in result.output
+    assert result.exit_code == 2 and "expected a duration such as 30 (seconds), 30s, 5m" in result.output
 
 
 @pytest.mark.slow
