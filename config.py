@@ -70,9 +70,9 @@ class Kind:
         self.check(value)
         return value
 
-    def shown(self, value) -> str:
-        """How a refused value is quoted in the refusal."""
-        return repr(value)
+    def quote(self, name: str, value) -> str:
+        """How a refusal names the setting and its value (a secret's by its length only)."""
+        return f"{name}={value!r}"
 
     def accepts(self) -> str:
         """What the docs say it accepts."""
@@ -188,8 +188,8 @@ class Word(Kind):
         if not re.fullmatch(r"\S+", value) or len(value) < self.min_length:
             raise ValueError(f"expected {self.accepts()}" + (f": {self.why}" if self.why else ""))
 
-    def shown(self, value):
-        return f" is {len(value)} characters" if self.secret else repr(value)
+    def quote(self, name, value):
+        return f"{name} is {len(value)} characters" if self.secret else f"{name}={value!r}"
 
     def accepts(self):
         if self.min_length > 1:
@@ -241,8 +241,8 @@ class Url(Kind):
         if parsed.scheme not in (("https",) if self.https_only else ("http", "https")) or not parsed.hostname:
             raise ValueError(f"expected {self.accepts()}" + (f": {self.why}" if self.why else ""))
 
-    def shown(self, value):
-        return repr(_without_credentials(value))
+    def quote(self, name, value):
+        return f"{name}={_without_credentials(value)!r}"
 
     def accepts(self):
         return "an https URL" if self.https_only else "an http(s) URL"
@@ -257,8 +257,8 @@ class DatabaseUrl(Kind):
         if not value.startswith(("postgresql+psycopg://", "sqlite://")):
             raise ValueError(f"expected {self.accepts()}")
 
-    def shown(self, value):
-        return repr(_without_credentials(value))
+    def quote(self, name, value):
+        return f"{name}={_without_credentials(value)!r}"
 
     def accepts(self):
         return "postgresql://user:pass@host/db (or postgres://) or sqlite:///path"
@@ -277,8 +277,8 @@ class StorageUrl(Kind):
         if parsed.scheme == "file" and (parsed.netloc or not parsed.path.startswith("/")):
             raise ValueError("expected an absolute path: file:///srv/audio")
 
-    def shown(self, value):
-        return repr(_without_credentials(value))
+    def quote(self, name, value):
+        return f"{name}={_without_credentials(value)!r}"
 
     def accepts(self):
         return "file:///absolute/path or s3://bucket/prefix"
@@ -330,8 +330,8 @@ class WebhookSecret(Kind):
                 ' print("whsec_" + base64.b64encode(os.urandom(32)).decode())\')'
             )
 
-    def shown(self, value):
-        return f" is {len(value)} characters"
+    def quote(self, name, value):
+        return f"{name} is {len(value)} characters"
 
     def accepts(self):
         return "a Standard Webhooks secret: whsec_ and base64 of 24 to 64 random bytes"
@@ -391,8 +391,7 @@ class Setting:
         return self.key or self.name
 
     def refusal(self, value, reason: str, kind: Kind | None = None) -> ConfigError:
-        shown = (kind or self.kind).shown(value)
-        return ConfigError(f"{self.name}{shown if shown.startswith(' ') else '=' + shown}: {reason}")
+        return ConfigError(f"{(kind or self.kind).quote(self.name, value)}: {reason}")
 
     def read(self, environ, production: bool):
         """This setting's value in ``environ`` (its default when unset or empty)."""

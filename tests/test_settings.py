@@ -51,9 +51,23 @@ def test_every_setting_refuses_a_bad_value_with_one_line_naming_it(setting, valu
         read_settings({setting.name: value}, production=False)
 
     line = refused.value.message
-    assert line.startswith(setting.name) and "expected" in line and "\n" not in line
-    if setting.kind.shown(value).startswith("'"):  # a secret's value is not repeated, its length is
-        assert f"{setting.name}={value!r}: expected" in line
+    assert line.startswith(setting.kind.quote(setting.name, value) + ": expected") and "\n" not in line
+
+
+@pytest.mark.parametrize("name", ["VOICE_CALLBACK_TOKEN", "AT_API_KEY", "WEBHOOK_SECRET"])
+def test_a_refused_secret_is_named_by_its_length_only(name):
+    with pytest.raises(ConfigError, match=f"^{name} is 17 characters: expected") as refused:
+        read_settings({name: "s3cr3t and spaces"}, production=False)
+
+    assert "s3cr3t" not in refused.value.message
+
+
+@pytest.mark.parametrize("name", ["DATABASE_URL", "AUDIO_STORAGE_URL", "WEBHOOK_URL"])
+def test_a_refused_url_is_quoted_without_its_credentials(name):
+    with pytest.raises(ConfigError, match=f"^{name}='ftp://\\*\\*\\*@host/x': expected") as refused:
+        read_settings({name: "ftp://rec:s3cr3t@host/x"}, production=False)
+
+    assert "s3cr3t" not in refused.value.message
 
 
 @pytest.mark.parametrize(
