@@ -111,10 +111,10 @@ class Duration(Kind):
         try:
             seconds = parse_duration(text)
         except ValueError:
-            raise ValueError(f"expected {self.accepts()}") from None
+            raise ValueError(f"expected {DURATION_FORM}{self._bounds()}") from None
         if self.whole:
             if seconds != int(seconds):
-                raise ValueError(f"expected {self.accepts()}")
+                raise ValueError(f"expected {DURATION_FORM}{self._bounds()}")
             return int(seconds)
         return seconds
 
@@ -122,15 +122,18 @@ class Duration(Kind):
         if (self.least is not None and value < self.least) or (
             self.above is not None and value <= self.above
         ):
-            raise ValueError(f"expected {self.accepts()}")
+            raise ValueError(f"expected {DURATION_FORM}{self._bounds()}")
 
-    def accepts(self):
+    def _bounds(self) -> str:
         bound = ""
         if self.least:
             bound = f" of at least {_seconds(self.least)}"
         if self.above is not None:
             bound = f" longer than {_seconds(self.above)}"
-        return f"{DURATION_FORM}{bound}" + (", in whole seconds" if self.whole else "")
+        return bound + (", in whole seconds" if self.whole else "")
+
+    def accepts(self):
+        return f"a duration{self._bounds()}"
 
 
 @dataclass(frozen=True)
