@@ -469,6 +469,7 @@ SETTINGS = (
     Setting("AUDIO_MAX_BYTES", Integer(1), "209715200", "The largest recording fetched, in bytes."),
     Setting("AUDIO_FETCH_CONNECT_TIMEOUT", _POSITIVE, "10s", "How long connecting to a recording's URL may take."),
     Setting("AUDIO_FETCH_READ_TIMEOUT", _POSITIVE, "30s", "How long a recording's download may go without a byte."),
+    Setting("AUDIO_FETCH_DEADLINE", _POSITIVE, "10m", "The whole of one fetch attempt on the wall clock, from connecting to the body's last byte."),  # noqa: E501
     Setting("AUDIO_FETCH_RETRY_BASE_SECONDS", _POSITIVE, "5s", "The first delay before a failed fetch is tried again (doubling from there)."),  # noqa: E501
     Setting("AUDIO_FETCH_RETRY_MAX_SECONDS", _POSITIVE, "1h", "The longest delay between fetch attempts."),
     Setting("AUDIO_FETCH_GIVE_UP", _POSITIVE, "24h", "How long after its URL came a recording's fetch is given up."),

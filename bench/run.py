@@ -1,8 +1,8 @@
-"""`make bench`: the lookup against the seed's original stack, a lean baseline and a ceiling, on SQLite
+"""`make bench`: the lookup against a FastAPI stack, a lean baseline and a ceiling, on SQLite
 and PostgreSQL, with wrk.
 
 The app, the baseline and the ceiling are served by gunicorn with gunicorn.conf.py, exactly as `make run`
-serves the app; the seed's stack (FastAPI, SQLAlchemy ORM) by `uvicorn --workers 2`, as it was run. wrk
+serves the app; the FastAPI stack (bench/seed_stack.py: FastAPI, SQLAlchemy ORM) by `uvicorn --workers 2`. wrk
 runs 1 thread, 16 connections, 10 s (after a 2 s warm-up), random existing ids with 1 in 10 missing; each
 server is measured three times, in turn: its best throughput (with that run's p50) and its median p99
 are kept. Also measured: the lookup at 10,000 and 1,000,000 rows, callbacks applied per second
@@ -45,7 +45,7 @@ SERVERS = {
     "baseline": "bench.baseline:app",
     "ceiling": "bench.ceiling:app",
 }
-UVICORN = {"bench.seed_stack:app"}  # served as the seed served it; the others by gunicorn
+UVICORN = {"bench.seed_stack:app"}  # served by uvicorn, as FastAPI apps are; the others by gunicorn
 
 
 def flask(url: str, *args: str) -> None:
@@ -141,7 +141,7 @@ def workers(pid_file: Path) -> list[int]:
 
 @contextmanager
 def uvicorn(url: str, target: str, pid_file: Path):
-    """Serve ``target`` with `uvicorn --workers 2` on ``url``, as the seed ran; yield the base URL."""
+    """Serve ``target`` with `uvicorn --workers 2` on ``url``; yield the base URL."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "--workers", "2", "--port", str(port), target]
     with tempfile.TemporaryFile() as log:

@@ -1,11 +1,11 @@
-"""The seed's original stack: FastAPI, a SQLAlchemy ORM model of the table and a Session per request,
+"""A FastAPI stack to compare with: FastAPI, a SQLAlchemy ORM model of the table and a Session per request,
 served by uvicorn with 2 workers (uvloop and httptools, as ``uvicorn[standard]`` picks them):
 
     DATABASE_URL=... uvicorn --workers 2 bench.seed_stack:app
 
 Written as FastAPI's own tutorial writes it (a ``get_db`` dependency yielding a Session, a sync view run in
-the threadpool, a pydantic response model). It answers the lookup with the seed's body: the contract's
-seven fields, ``...000Z`` timestamps, 404 ``{"detail": "Recording not found"}``.
+the threadpool, a pydantic response model). It answers the lookup with the first seven fields of
+the service's body, ``...000Z`` timestamps, 404 ``{"detail": "Recording not found"}``.
 """
 
 import os

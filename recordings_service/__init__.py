@@ -45,7 +45,7 @@ def register_extensions(app: Flask) -> None:
     from .extensions import CORS_OPTIONS, api, cors, db, migrate
     from .integrations.africastalking import voice_api
     from .integrations.storage import storage_from_config
-    from .logs import keep_secret
+    from .logs import keep_secrets
     from .persistence import database
     from .recordings import public
     from .web import waiting
@@ -60,7 +60,7 @@ def register_extensions(app: Flask) -> None:
     database.init_app(app)
     public.init_app(app)
     app.extensions["audio_storage"] = storage_from_config(app.config, app.instance_path)
-    keep_secret(app.config["AT_API_KEY"])
+    keep_secrets(app.config)
     app.extensions["at_voice"] = voice_api.from_config(app.config)  # one kept client, or None
     waiting.init_app(app)
 

@@ -1,12 +1,18 @@
 """Log lines: JSON (or text) on stderr, each with an ISO 8601 UTC time and its request's id, and no
-secret in any of them, gunicorn's own lines included (gunicorn.conf.py takes its logging from here).
+secret nor any URL's query string in any of them, gunicorn's own lines included (gunicorn.conf.py
+takes its logging from here).
+
+``redact`` is also what clears others' text (AT's errors) of secrets before an answer, a stored field
+or an event quotes it.
 
 An access line carries its facts as keys of their own (method, path, status, duration_ms, request_id,
 remote_addr), so that a log store can filter on them.
 """
 
 import logging
+import os
 import re
+import urllib.parse
 from datetime import UTC, datetime
 
 from flask import g, has_request_context
@@ -14,8 +20,13 @@ from pythonjsonlogger.json import JsonFormatter
 
 # What must never reach a log: the callback's ?token=, API keys, and any Authorization header value.
 _SECRETS = re.compile(r"(?i)(token=)[^&\s\"'\\]+|(bearer\s+)[^\s\"'\\]+|\brsk_[A-Za-z0-9_-]+")
-# Secrets known by value (AT_API_KEY), whatever text they turn up in.
+# A URL's query string (a recording URL's signature, say), wherever a line quotes a URL: httpx's own
+# request lines, an error naming the URL it failed on.
+_URL_QUERY = re.compile(r"(?i)\b(https?://[^\s?#\"'<>]+)\?[^\s#\"'<>]*")
+# Secrets known by value (the settings below), whatever text they turn up in.
 _KNOWN: set[str] = set()
+# The settings whose values are secrets; boto3 reads AWS_SECRET_ACCESS_KEY from the environment.
+SECRET_SETTINGS = ("AT_API_KEY", "VOICE_CALLBACK_TOKEN", "WEBHOOK_SECRET", "AWS_SECRET_ACCESS_KEY")
 
 
 # Shorter values are no real key, and replacing them everywhere would garble every line.
@@ -28,10 +39,18 @@ def keep_secret(value: str | None) -> None:
         _KNOWN.add(value)
 
 
+def keep_secrets(config) -> None:
+    """Keep every secret the app's ``config`` holds (``SECRET_SETTINGS``, the database's password)."""
+    for name in SECRET_SETTINGS:
+        keep_secret(config.get(name) or os.environ.get(name))
+    keep_secret(urllib.parse.urlsplit(config.get("SQLALCHEMY_DATABASE_URI") or "").password)
+
+
 def redact(text: str) -> str:
     """Return ``text`` with every secret it holds replaced by ``[redacted]``."""
     for secret in _KNOWN:
         text = text.replace(secret, "[redacted]")
+    text = _URL_QUERY.sub(lambda match: match.group(1) + "?[redacted]", text)
     return _SECRETS.sub(lambda match: (match.group(1) or match.group(2) or "") + "[redacted]", text)
 
 

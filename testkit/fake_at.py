@@ -37,7 +37,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("apiKey") != at.api_key:
             return self._send(401, "text/plain", b"The supplied authentication is invalid")
         if at.http_status:
-            return self._send(at.http_status, "text/plain", b"Internal Server Error")
+            return self._send(at.http_status, "text/plain", at.error_body.encode())
         if at.error_message:
             return self._json({"entries": [], "errorMessage": at.error_message})
         with at.lock:
@@ -77,6 +77,7 @@ class FakeAT:
         self.statuses: dict[str, str] = {}  # a number's status other than Queued (InvalidPhoneNumber...)
         self.error_message: str | None = None
         self.http_status: int | None = None
+        self.error_body = "Internal Server Error"  # the text of an answer with http_status
         self.hang = False
         self.calls = 0
         self.requests: list[tuple[str, dict, dict]] = []

@@ -1,11 +1,13 @@
 """A scripted HTTP server on loopback: the far end of the service's outbound requests.
 
 Each path is given an answer: a body (whole, or from a generator), a status, a redirect, a body cut
-short of its Content-Length, or no answer at all. The server counts the connections it accepted, so a
+short of its Content-Length, a status line and headers sent a byte at a time without end, or no
+answer at all. POSTs are answered as GETs. The server counts the connections it accepted, so a
 test can say that a refused URL was refused before anything was sent.
 """
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +27,8 @@ class Answer:
     close: bool = False
     # Accept the request and never answer (until the server stops).
     hang: bool = False
+    # Send the status line and then headers without end, a byte every this many seconds.
+    trickle: float | None = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,6 +45,9 @@ class _Handler(BaseHTTPRequestHandler):
             media.released.wait()
             self.close_connection = True
             return
+        if answer.trickle is not None:
+            self._trickle(answer.trickle)
+            return
         self.send_response(answer.status)
         for name, value in answer.headers.items():
             self.send_header(name, value)
@@ -54,6 +61,26 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client went away: that is what some tests are about
         if answer.close:
             self.close_connection = True
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
+
+    def _trickle(self, every: float) -> None:
+        self.close_connection = True
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\nX-Padding: "
+        sent = 0
+        started = time.monotonic()
+        while not self.server.media.released.is_set():
+            try:
+                self.wfile.write(head[sent : sent + 1] if sent < len(head) else b"x")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                # The client gave up: how long it held on (told within a byte or two of it).
+                self.server.media.trickled.append(time.monotonic() - started)
+                return
+            sent += 1
+            time.sleep(every)
 
     def log_message(self, *args):
         pass  # the tests read what was asked from MediaServer.requests
@@ -81,6 +108,8 @@ class MediaServer:
         self._lock = threading.Lock()
         self.requests: list[tuple[str, dict]] = []
         self.connections = 0
+        # How long each client of a trickled answer held on before it closed the connection, in seconds.
+        self.trickled: list[float] = []
         self.released = threading.Event()
         self._server = _Server((host, 0), self)
         self.host, self.port = self._server.server_address[:2]
@@ -171,6 +200,11 @@ class MediaServer:
         """Announce ``announced`` bytes, send ``body`` (fewer) and close the connection."""
         headers = {"Content-Type": "audio/mpeg", "Content-Length": str(announced)}
         self.answers[path] = Answer(200, headers, lambda: [body], close=True)
+        return self.url(path)
+
+    def trickle(self, path: str, every: float = 0.05) -> str:
+        """Answer ``path`` with a status line and headers that never end, a byte every ``every`` s."""
+        self.answers[path] = Answer(trickle=every)
         return self.url(path)
 
     def hang(self, path: str) -> str:

@@ -99,6 +99,28 @@ def test_names_are_unique_and_unknown_names_cannot_be_revoked(secured, key):
     assert "no key named" in runner.invoke(args=["recordings", "revoke-api-key", "nobody"]).output
 
 
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("", "a key's name cannot be empty"),
+        ("   ", "a key's name cannot be empty"),
+        ("\t\n", "a key's name cannot be empty"),
+        ("ops\x00", "a key's name is printable text"),
+        ("x" * 101, "a key's name is at most 100 characters"),
+    ],
+    ids=["empty", "spaces", "whitespace", "nul", "too-long"],
+)
+def test_a_key_needs_a_name_it_can_be_told_by(secured, name, said):
+    from recordings_service.persistence.models import ApiKey
+
+    result = secured.test_cli_runner().invoke(args=["recordings", "create-api-key", name])
+
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [f"Error: {said}"]
+    with secured.app_context():
+        assert db.session.execute(db.select(ApiKey)).scalars().all() == []
+
+
 def test_development_keeps_the_seeds_unauthenticated_curl_working(client):
     assert client.get("/api/v1/voice/recordings").status_code == 200
 

@@ -12,10 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import sync_playwright
 
+from testkit.media import RECORDED_CALL
 from testkit.servers import gunicorn, http
-from tests.support import CONTRACT_BODY
+from tests.support import CONTRACT_BODY, drain, fixture_call, recorded_call
 
 pytestmark = pytest.mark.slow
+
+SESSION = fixture_call("recorded-call")[0]["sessionId"]
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's: `make test` installs it when missing
 # Running as root needs --no-sandbox; the rest keep Chromium from calling out of this closed network.
@@ -57,14 +60,60 @@ async function waitForRecording(base, key, recordingId) {
 RUN_CLIENT = """([base, key, recordingId]) =>
     waitForRecording(base, key, recordingId).catch(error => ({error: String(error)}))"""
 
+# A player's page: the last bytes of a recording's audio (a suffix Range, which needs a preflight), and
+# a start of calls sent twice with one Idempotency-Key, as a page retrying after a lost answer does.
+PLAYER = b"""<!doctype html>
+<meta charset="utf-8">
+<title>recordings player</title>
+<script>
+async function audioTail(base, key, recordingId) {
+  const response = await fetch(`${base}/api/v1/voice/recordings/${recordingId}/audio`, {
+    headers: { Authorization: `Bearer ${key}`, Range: 'bytes=-100' },
+  });
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  return {
+    status: response.status,
+    contentRange: response.headers.get('Content-Range'),
+    acceptRanges: response.headers.get('Accept-Ranges'),
+    bytes: Array.from(bytes),
+  };
+}
+
+async function startCalls(base, key, request, idempotencyKey) {
+  const response = await fetch(`${base}/api/v1/voice/calls`, {
+    method: 'POST',
+    headers: {
+      Authorization: `Bearer ${key}`,
+      'Content-Type': 'application/json',
+      'Idempotency-Key': idempotencyKey,
+    },
+    body: JSON.stringify(request),
+  });
+  return { status: response.status, location: response.headers.get('Location'), body: await response.json() };
+}
+</script>
+"""
+RUN_PLAYER = """async ([base, key, recordingId, request]) => {
+  try {
+    const tail = await audioTail(base, key, recordingId);
+    const first = await startCalls(base, key, request, 'page-retry-1');
+    const again = await startCalls(base, key, request, 'page-retry-1');
+    return { tail, first, again };
+  } catch (error) {
+    return { error: String(error) };
+  }
+}"""
+PAGES = {"/": PAGE, "/player": PLAYER}
+
 
 class _Page(BaseHTTPRequestHandler):
     def do_GET(self):
-        self.send_response(200 if self.path == "/" else 404)
+        page = PAGES.get(self.path, b"")
+        self.send_response(200 if page else 404)
         self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(PAGE)))
+        self.send_header("Content-Length", str(len(page)))
         self.end_headers()
-        self.wfile.write(PAGE)
+        self.wfile.write(page)
 
     def log_message(self, *args):
         pass  # the test says what went wrong; a line per request on stderr would not
@@ -103,17 +152,22 @@ def key(make_app):
     return result.output.strip()
 
 
-def run_client(browser, page_origin: str, base: str, key: str):
-    """What the contract's client, on a page of ``page_origin``, gets for the contract's example."""
+def run_page(browser, url: str, script: str, arguments: list):
+    """What ``script`` (a function of ``arguments``) answers on the page at ``url``."""
     # A context of its own, closed before the server stops: its kept-alive connections go with it
     # (else gunicorn's graceful stop waits out their keep-alive).
     context = browser.new_context()
     try:
         page = context.new_page()
-        page.goto(page_origin + "/")
-        return page.evaluate(RUN_CLIENT, [base, key, "conf_1234567890"])
+        page.goto(url)
+        return page.evaluate(script, arguments)
     finally:
         context.close()
+
+
+def run_client(browser, page_origin: str, base: str, key: str):
+    """What the contract's client, on a page of ``page_origin``, gets for the contract's example."""
+    return run_page(browser, page_origin + "/", RUN_CLIENT, [base, key, "conf_1234567890"])
 
 
 def test_a_page_on_an_allowed_origin_reads_a_recording_with_its_key(database, key, browser, page_origin):
@@ -136,3 +190,34 @@ def test_without_cors_for_its_origin_the_same_page_fails_to_fetch(database, key,
 
     assert result == {"error": "TypeError: Failed to fetch"}
     assert answered[0] == 200
+
+
+def test_a_page_reads_a_range_of_the_audio_and_retries_a_start_with_its_idempotency_key(
+    database, key, make_app, media, fake_at, browser, page_origin, tmp_path
+):
+    storage = {"AUDIO_STORAGE_URL": f"file://{tmp_path}/audio"}
+    app = make_app(**storage)
+    client = app.test_client()
+    for fields in recorded_call(media):
+        assert client.post("/api/v1/voice/callback", data=fields).status_code == 200
+    assert drain(app) == 1
+    at = {"AT_USERNAME": "recordings", "AT_API_KEY": fake_at.api_key, "AT_VOICE_API_URL": fake_at.url}
+    request = {"to": ["+254711000001"], "dial": ["+254722000111"], "from": "+254203893400"}
+
+    settings = {"API_AUTH_REQUIRED": "true", "CORS_ORIGINS": page_origin, **storage, **at}
+    with gunicorn(database, workers=1, **settings) as base:
+        result = run_page(browser, page_origin + "/player", RUN_PLAYER, [base, key, SESSION, request])
+
+    source = RECORDED_CALL.read_bytes()
+    assert "error" not in result, result
+    tail = result["tail"]
+    assert (tail["status"], tail["contentRange"], tail["acceptRanges"]) == (
+        206,
+        f"bytes {len(source) - 100}-{len(source) - 1}/{len(source)}",
+        "bytes",
+    )
+    assert bytes(tail["bytes"]) == source[-100:]
+    first, again = result["first"], result["again"]
+    assert (first["status"], again["status"]) == (201, 201)
+    assert again == first and first["location"].endswith(first["body"]["recording_id"])
+    assert fake_at.calls == 1  # the retry, known by its key, called nobody again

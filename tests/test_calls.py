@@ -1,9 +1,12 @@
 """POST /api/v1/voice/calls and `recordings start-call`: calls started through Africa's Talking's Voice
 API, here a fake one on loopback (testkit/fake_at.py)."""
 
+import base64
 import json
 import logging
+import os
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,8 +14,8 @@ import sqlalchemy as sa
 
 from recordings_service.domain.clock import utcnow
 from recordings_service.extensions import db
-from recordings_service.logs import RedactSecrets, keep_secret
-from recordings_service.persistence.models import CallSession, IdempotencyKey, Recording
+from recordings_service.logs import RedactSecrets, keep_secret, keep_secrets, redact
+from recordings_service.persistence.models import CallSession, IdempotencyKey, Recording, WebhookEvent
 from recordings_service.recordings.lifecycle import replay
 from tests.support import drain
 
@@ -67,6 +70,20 @@ def test_a_start_calls_each_number_and_answers_the_recording_and_its_legs(at_cli
         at_client.get("/api/v1/voice/recordings/conf_1/legs").json["items"][0]["session_id"]
         == legs[0]["session_id"]
     )
+
+
+def test_at_trickling_its_answer_is_a_timeout_within_the_voice_timeout(make_app, fake_at, media):
+    # A byte every 50 ms: each wait is short, so only a deadline on the whole exchange ends it.
+    settings = {**at_settings(fake_at), "AT_VOICE_API_URL": media.trickle("/call")}
+    client = make_app(**settings).test_client()
+    started = time.monotonic()
+
+    response = client.post(CALLS, json={"recording_id": "conf_1", "to": [A], "dial": DIAL})
+
+    took = time.monotonic() - started
+    assert response.status_code == 504 and "did not answer in time" in response.json["detail"]
+    assert media.fetches("/call") == 1
+    assert took < settings["AT_VOICE_TIMEOUT_SECONDS"] * 2
 
 
 def test_a_call_whose_callback_comes_before_at_answers_dials_its_recordings_numbers(
@@ -153,6 +170,47 @@ def test_what_at_refuses_is_a_clear_error_and_a_failed_recording(
     assert fake_at.placed == []
     with at_app.app_context():
         assert replay().changed == []
+
+
+SECRETS = {
+    "WEBHOOK_URL": "http://127.0.0.1:9/hooks",
+    "WEBHOOK_SECRET": "whsec_" + base64.b64encode(os.urandom(32)).decode(),
+    "VOICE_CALLBACK_TOKEN": "callback-token-" + os.urandom(16).hex(),
+}
+
+
+# How AT's text may quote a secret: its errorMessage, an HTTP error's body (far in, where the text
+# kept of it is cut), a number's status.
+SAID = {
+    "error-message": lambda secret: {"error_message": f"Invalid key {secret}"},
+    "http-error-body": lambda secret: {"http_status": 401, "error_body": "x" * 180 + f" apiKey={secret}"},
+    "number-status": lambda secret: {"statuses": {A: f"Invalid key {secret}"}},
+}
+
+
+@pytest.mark.parametrize("secret", ["AT_API_KEY", "WEBHOOK_SECRET", "VOICE_CALLBACK_TOKEN"])
+@pytest.mark.parametrize("said", sorted(SAID))
+def test_a_secret_in_ats_text_reaches_no_answer_stored_field_or_event(make_app, fake_at, secret, said):
+    app = make_app(**at_settings(fake_at), **SECRETS)
+    value = app.config[secret]
+    for name, script in SAID[said](value).items():
+        setattr(fake_at, name, script)
+    client = app.test_client()
+
+    response = client.post(CALLS, json={"recording_id": "conf_1", "to": [A]})
+    body = lookup(client, response)
+    legs = client.get(response.headers["Location"] + "/legs").json
+    listing = client.get("/api/v1/voice/recordings").json
+    with app.app_context():
+        (event,) = db.session.execute(sa.select(WebhookEvent.type, WebhookEvent.message)).all()
+
+    assert response.status_code == 502 and body["status"] == "failed"
+    assert event.type == "recording.failed"
+    if said != "http-error-body":
+        assert body["failure_reason"] == "Invalid key [redacted]"
+    seen = [response.get_data(as_text=True), *map(json.dumps, [body, legs, listing, event.message])]
+    assert [text for text in seen if value[:8] in text] == []
+    assert "[redacted]" in seen[0]
 
 
 def test_a_start_at_places_in_part_is_201_saying_what_became_of_each_number(at_client, fake_at):
@@ -347,3 +405,12 @@ def test_the_at_key_is_redacted_from_log_lines_and_tracebacks():
     line = logging.Formatter().format(record)
     assert "atsk_secret_value_42" not in line
     assert "key [redacted]" in line and "apiKey: [redacted] refused" in line
+
+
+def test_every_secret_setting_is_redacted_the_database_password_and_aws_key_too(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-0123456789")
+    keep_secrets({"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://app:db-password-42@db/recordings"})
+
+    said = redact("connecting as app:db-password-42 with aws-secret-0123456789")
+
+    assert said == "connecting as app:[redacted] with [redacted]"

@@ -50,6 +50,8 @@ def browser_app(make_app):
         (LOOKUP, "GET", "authorization, if-none-match, prefer"),
         ("/api/v1/voice/recordings", "GET", "authorization"),
         ("/api/v1/voice/recordings", "POST", "authorization, content-type"),
+        (LOOKUP + "/audio", "GET", "authorization, range, if-range, if-none-match"),
+        ("/api/v1/voice/calls", "POST", "authorization, content-type, idempotency-key"),
     ],
 )
 def test_a_preflight_needs_no_key_and_allows_the_key_to_be_sent(browser_app, path, method, headers):
@@ -76,10 +78,30 @@ def test_an_allowed_origin_reads_the_lookup_and_can_poll_it(browser_app):
     assert again.status_code == 304
     for response in (first, again):
         assert response.headers["Access-Control-Allow-Origin"] == APP
-        exposed = {
-            name.strip().lower() for name in response.headers["Access-Control-Expose-Headers"].split(",")
-        }
-        assert exposed >= {"etag", "retry-after", "preference-applied"}
+        assert exposed_headers(response) >= {"etag", "retry-after", "preference-applied"}
+
+
+def exposed_headers(response) -> set[str]:
+    return {name.strip().lower() for name in response.headers["Access-Control-Expose-Headers"].split(",")}
+
+
+def test_a_preflight_offers_only_the_methods_the_routes_take(browser_app):
+    app, _ = browser_app
+    taken = {method for rule in app.url_map.iter_rules() for method in rule.methods}
+
+    response = preflight(app.test_client(), LOOKUP, "DELETE", "authorization")
+
+    offered = {name.strip() for name in response.headers["Access-Control-Allow-Methods"].split(",")}
+    assert offered == taken == {"GET", "HEAD", "POST", "DELETE", "OPTIONS"}
+
+
+def test_a_page_may_read_the_headers_of_a_range_and_of_a_start(browser_app):
+    app, key = browser_app
+
+    # One list for every answer under /api: the range served and its size, where a started recording is.
+    response = app.test_client().get(LOOKUP, headers={"Origin": APP, "Authorization": f"Bearer {key}"})
+
+    assert exposed_headers(response) >= {"content-range", "accept-ranges", "content-length", "location"}
 
 
 def test_a_refusal_is_readable_by_an_allowed_page(browser_app):

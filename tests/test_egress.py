@@ -8,11 +8,14 @@ refuse (10.0.0.1, 169.254.169.254, a public one) is shown to be refused before a
 import hashlib
 import io
 import ipaddress
+import json
+import logging
 import os
 import socket
 import time
 import tracemalloc
 
+import httpx
 import pytest
 
 from recordings_service.integrations import egress
@@ -31,6 +34,7 @@ from recordings_service.integrations.egress import (
     download,
     make_client,
 )
+from recordings_service.logs import configure_logging
 from testkit.media import RECORDED_CALL, Answer, MediaServer
 from testkit.servers import free_port
 
@@ -70,6 +74,35 @@ def test_a_recording_is_downloaded_whole_with_its_size_hash_and_type(media):
     assert result.size == RECORDED_CALL_SIZE == result.content_length
     assert result.sha256 == RECORDED_CALL_SHA256 == hashlib.sha256(body).hexdigest()
     assert result.content_type == "audio/mpeg"
+
+
+@pytest.fixture
+def json_log():
+    """The service's log lines, as configure_logging("json") writes them: a function reading them."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging("json")
+    written = io.StringIO()
+    [service] = [handler for handler in root.handlers if handler not in handlers]
+    service.setStream(written)
+    yield lambda: [json.loads(line) for line in written.getvalue().splitlines()]
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_no_log_line_shows_a_recording_urls_query_string(media, json_log):
+    signature = "sig=0123456789abcdef-signed"
+    media.serve_file("/final.mp3")
+    media.redirect("/recording.mp3", f"/final.mp3?{signature}")
+    url = media.url(f"/recording.mp3?{signature}")
+
+    fetch(url)
+    with pytest.raises(BadStatus):
+        fetch(media.url(f"/missing.mp3?{signature}"))
+
+    lines = json_log()
+    assert [line for line in lines if line["logger"] == "httpx"], "httpx logged no request"
+    assert not [line for line in lines if "sig=" in json.dumps(line)]
 
 
 def test_the_request_names_the_service_and_sends_no_credentials_or_cookies(media):
@@ -223,6 +256,56 @@ def test_a_server_that_never_answers_times_out(media):
     assert time.monotonic() - started < 5
 
 
+def test_a_server_trickling_its_headers_is_cut_off_at_the_deadline(media):
+    # A byte every 50 ms: no single wait nears the 5 s timeout, so only the deadline can stop it.
+    url = media.trickle("/recording.mp3")
+    deadline = 0.5
+
+    with make_client(DEVELOPMENT_POLICY, timeout=5, deadline=None) as client:
+        started = time.monotonic()
+        with pytest.raises(TimedOut) as raised:
+            fetch(url, deadline=deadline, client=client)
+        took = time.monotonic() - started
+
+    assert raised.value.retryable
+    assert deadline <= took < deadline * 2
+
+
+def test_a_server_trickling_its_body_is_cut_off_at_the_deadline(media):
+    def trickle():
+        for _ in range(1000):
+            time.sleep(0.05)
+            yield b"x"
+
+    media.answers["/recording.mp3"] = Answer(200, {"Content-Length": "1000"}, trickle)
+    deadline = 0.5
+
+    with make_client(DEVELOPMENT_POLICY, timeout=5, deadline=None) as client:
+        started = time.monotonic()
+        with pytest.raises(TimedOut):
+            fetch(media.url("/recording.mp3"), deadline=deadline, client=client)
+        took = time.monotonic() - started
+
+    assert deadline <= took < deadline * 2
+
+
+def test_each_request_of_a_client_ends_by_its_deadline_redirects_included(media):
+    media.redirect("/first", "/second")
+    media.trickle("/second")
+    deadline = 0.5
+    took = []
+
+    with make_client(DEVELOPMENT_POLICY, timeout=5, deadline=deadline) as client:
+        for _ in range(2):  # the second request has a deadline of its own, not what the first left
+            started = time.monotonic()
+            with pytest.raises(httpx.TimeoutException):
+                client.post(media.url("/first"), content=b"{}")
+            took.append(time.monotonic() - started)
+
+    assert all(deadline <= seconds < deadline * 2 for seconds in took), took
+    assert media.fetches("/second") == 2
+
+
 def test_a_closed_port_is_a_network_error_worth_retrying():
     with pytest.raises(NetworkError) as raised:
         fetch(f"http://127.0.0.1:{free_port()}/recording.mp3")
@@ -263,12 +346,28 @@ def test_the_allow_list_opens_a_network_and_nothing_else(media):
         ("http://100.64.0.1/recording.mp3", "not a public address"),
         ("http://0.0.0.0:8000/", "unspecified"),
         ("http://[64:ff9b::a00:1]/recording.mp3", "private"),  # NAT64 of 10.0.0.1
+        ("http://[64:ff9b::7f00:1]/recording.mp3", "loopback"),  # NAT64 of 127.0.0.1
+        ("http://[::127.0.0.1]/recording.mp3", "not a public address"),  # IPv4-compatible
+        ("http://[::8.8.8.8]/recording.mp3", "not a public address"),  # IPv4-compatible, deprecated
+        ("http://[::ffff:0:7f00:1]/recording.mp3", "loopback"),  # IPv4-translated 127.0.0.1
+        ("http://[::ffff:0:a00:1]/recording.mp3", "private"),  # IPv4-translated 10.0.0.1
+        ("http://[64:ff9b:1::808:808]/recording.mp3", "not a public address"),  # local-use NAT64
+        ("http://[fec0::1]/recording.mp3", "not a public address"),  # site-local
+        ("http://[2002:a00:1::1]/recording.mp3", "private"),  # 6to4 of 10.0.0.1
+        ("http://[2002:7f00:1::1]/recording.mp3", "loopback"),  # 6to4 of 127.0.0.1
+        # Teredo: the server 65.54.227.120, the client (obfuscated in the last 32 bits) 127.0.0.1.
+        ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/recording.mp3", "private|loopback"),
         ("http://224.0.0.1/", "multicast"),
     ],
 )
 def test_check_url_refuses_what_production_must_not_reach(url, reason):
     with pytest.raises(UnsafeURL, match=reason):
         check_url(url, PRODUCTION_POLICY)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1"])  # NAT64, 6to4 of 8.8.8.8
+def test_check_url_accepts_an_ipv6_form_of_a_public_ipv4_address(address):
+    assert check_url(f"https://[{address}]/recording.mp3", PRODUCTION_POLICY).host == address
 
 
 def test_check_url_refuses_credentials_without_repeating_them():

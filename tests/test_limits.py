@@ -260,3 +260,44 @@ def test_random_requests_never_get_a_5xx_and_every_2xx_is_kept(fuzzed_app, steps
     with app.app_context():
         reasons = db.session.execute(sa.select(Recording.failure_reason)).scalars()
         assert all(reason is None or len(reason) <= 128 for reason in reasons)
+
+
+# --- An id holding NUL, on every route that takes a recording id ---------------------------------
+
+
+def routes_of_recordings(app) -> list[tuple[str, str]]:
+    """Each (method, URL) of a route taking a recording id, built with ids holding NUL (``%00``)."""
+    urls = app.url_map.bind("localhost")
+    ids = {"recording_id": "conf_\x00", "session_id": "ATVId_\x00"}
+    return [
+        (method, urls.build(rule.endpoint, {name: ids[name] for name in rule.arguments}, method=method))
+        for rule in app.url_map.iter_rules()
+        if "recording_id" in rule.arguments
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"})
+    ]
+
+
+def test_an_id_holding_nul_is_404_on_every_route_taking_a_recording_id(app, client):
+    routes = routes_of_recordings(app)
+    answers = {(method, url): client.open(url, method=method) for method, url in routes}
+
+    assert {method for method, _ in routes} == {"GET", "DELETE"} and len(routes) == 6
+    assert all("%00" in url for _, url in routes)
+    assert {route: (answer.status_code, answer.json) for route, answer in answers.items()} == {
+        route: (404, {"detail": "Recording not found"}) for route in routes
+    }
+
+
+def test_a_leg_id_holding_nul_is_404(client):
+    response = client.get("/api/v1/voice/recordings/conf_1/legs/ATVId_%00/audio")
+
+    assert (response.status_code, response.json) == (404, {"detail": "Audio not found"})
+
+
+def test_a_browsers_preflight_for_an_id_holding_nul_is_answered(client):
+    response = client.options(
+        "/api/v1/voice/recordings/conf_%00",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
+    )
+
+    assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"]

@@ -113,6 +113,22 @@ def test_bad_parameters_are_400_naming_them(client, query, field):
     assert field in response.json["detail"]
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("limit=5&limit=10", "limit"),
+        ("status=completed&status=failed", "status"),
+        ("status=completed&status=completed", "status"),
+        ("created_after=2024-01-15T10:00:00Z&created_after=2024-01-16T10:00:00Z", "created_after"),
+    ],
+)
+def test_a_parameter_given_twice_is_400_naming_it_not_one_value_dropped(client, recordings, query, field):
+    response = client.get(f"{URL}?{query}")
+
+    assert response.status_code == 400
+    assert response.json == {"detail": f"Invalid request: {field}: Given more than once: give one value."}
+
+
 def test_the_cli_lists_through_the_same_query(runner, recordings):
     lines = runner.invoke(
         args=["recordings", "list", "--status", "completed", "--limit", "3"]

@@ -112,6 +112,24 @@ def test_the_spec_says_what_the_callback_takes_and_what_keys_cost(fuzzed):
     assert cursor["schema"]["minLength"] == 1 and "400" in listing["responses"]
 
 
+def test_the_audio_is_described_as_bytes_and_a_legs_audio_as_its_schema_or_null(fuzzed):
+    app, headers = fuzzed
+
+    spec = app.test_client().get(SPEC, headers=headers).json
+
+    for path in ["/audio", "/legs/{session_id}/audio"]:
+        responses = spec["paths"]["/api/v1/voice/recordings/{recording_id}" + path]["get"]["responses"]
+        for status in ["200", "206"]:
+            content = responses[status]["content"]
+            assert {"audio/mpeg", "audio/wav", "audio/ogg"} <= set(content), (path, status)
+            assert {media["schema"]["format"] for media in content.values()} == {"binary"}
+        assert (
+            "Content-Range" in responses["206"]["headers"] and "Content-Range" in responses["416"]["headers"]
+        )
+    leg_audio = spec["components"]["schemas"]["Leg"]["properties"]["audio"]
+    assert leg_audio == {"allOf": [{"$ref": "#/components/schemas/LegAudio"}], "nullable": True}
+
+
 def test_an_empty_cursor_is_the_documented_400(fuzzed):
     app, headers = fuzzed
 

@@ -18,6 +18,7 @@ from recordings_service.integrations.storage import (
     S3Storage,
     StorageUnavailable,
     VerificationFailed,
+    audio_key,
     storage_from_config,
 )
 from testkit.media import RECORDED_CALL
@@ -67,6 +68,15 @@ def test_a_range_past_the_end_is_not_satisfiable(storage):
 
     with pytest.raises(RangeNotSatisfiable):
         storage.read(KEY, len(AUDIO))
+
+
+def test_each_legs_audio_has_a_key_of_its_own_with_an_extension(storage):
+    keys = [audio_key(7, 8, ".mp3"), audio_key(7, 9, ""), audio_key(78, 9, ".wav")]
+    for number, key in enumerate(keys):
+        storage.put(key, io.BytesIO(b"leg %d" % number), content_type="audio/mpeg")
+
+    assert keys == ["recordings/7/8.mp3", "recordings/7/9.bin", "recordings/78/9.wav"]
+    assert [read_all(storage, key) for key in keys] == [b"leg 0", b"leg 1", b"leg 2"]
 
 
 def test_putting_twice_under_one_key_leaves_one_object(storage):

@@ -6,8 +6,11 @@ import os
 import time
 
 import pytest
+import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
+from recordings_service.extensions import db
+from recordings_service.persistence.models import Job, JobKind
 from testkit.receiver import Receiver
 from tests.support import drain, fixture_call, recorded_call
 
@@ -110,6 +113,25 @@ def test_410_gone_stops_at_once_and_other_failures_give_up_after_the_schedule(ma
         assert broken.received[-1].headers["webhook-id"] == broken.received[0].headers["webhook-id"]
     listing = runner.invoke(args=["recordings", "deliveries", "conf_hooked"]).output
     assert "recording.failed" in listing and "done" in listing and "last=410" in listing
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_timeout_and_tried_again(make_app, media):
+    # A byte every 50 ms: each wait is short, so only a deadline on the whole exchange ends it.
+    timeout = 0.5
+    app = make_app(WEBHOOK_TIMEOUT_SECONDS=timeout, **FAST)
+    client = app.test_client()
+    assert register(client, media.trickle("/hooks")).status_code == 201
+    for fields in recorded_call(media):
+        client.post(CALLBACK, data=fields)
+
+    drain(app)
+    time.sleep(timeout)  # the receiver sees the last connection close within a byte or two
+
+    assert len(media.trickled) == media.fetches("/hooks") >= 1
+    assert all(seconds < timeout * 2 for seconds in media.trickled), media.trickled
+    with app.app_context():
+        jobs = db.session.execute(sa.select(Job).filter_by(kind=JobKind.DELIVER_WEBHOOK)).scalars().all()
+        assert jobs and all(job.state.value == "pending" and "Timeout" in job.last_error for job in jobs)
 
 
 def test_no_secret_no_status_callback_url(make_app):

@@ -20,6 +20,8 @@ _TYPES = {
     "MP4": ("audio/mp4", ".m4a"),
     "AAC": ("audio/aac", ".aac"),
 }
+# What stored audio is served as: these, or the type mutagen names for a format not among them.
+CONTENT_TYPES = list(dict.fromkeys(content_type for content_type, _ in _TYPES.values()))
 
 
 class InvalidAudio(Exception):

@@ -10,6 +10,10 @@ every client ``make_client`` builds): the host is resolved once more, every answ
 socket is connected to one of those checked addresses, never to the name. A DNS answer that changes
 between the two (rebinding) and every redirect hop meet the same check before any packet is sent.
 
+Every request has a deadline on the wall clock (``make_client``'s ``deadline``), covering
+connecting, sending, the status line and headers, and the body: each wait on the socket is cut to
+what is left of it, so a peer that trickles its answer a byte at a time holds nothing past it.
+
 ``download`` streams a body into a file within a size cap and timeouts, and says what it got.
 """
 
@@ -21,6 +25,8 @@ import ipaddress
 import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -32,12 +38,22 @@ USER_AGENT = "recordings-service"
 MAX_REDIRECTS = 5
 # A redirect's body is read (and dropped) by httpx before the next hop: never more than this of it.
 MAX_REDIRECT_BODY = 64 * 1024
+# The wall-clock bound of one exchange (connecting to the body's last byte) when none is given.
+DEADLINE = 60.0
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# NAT64 (RFC 6052) reaches IPv4 addresses through an IPv6 prefix: judge the IPv4 address inside.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 forms that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052; IPv4-translated,
+# RFC 2765): each reaches that IPv4 address, so it is the one judged.
+_EMBEDDING_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
+# IPv6 networks that are no public destination, though Python's ``is_global`` may say they are:
+# IPv4-compatible addresses (deprecated, RFC 4291), local-use NAT64 (RFC 8215), site-local (RFC 3879).
+_NOT_PUBLIC_IPV6 = (
+    ipaddress.ip_network("::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("fec0::/10"),
+)
 
 
 class EgressError(Exception):
@@ -127,7 +143,7 @@ class EgressPolicy:
         for judged in _judged_addresses(address):
             if judged.is_multicast:
                 return "a multicast address"
-            if not judged.is_global:
+            if not judged.is_global or any(judged in network for network in _NOT_PUBLIC_IPV6):
                 return _describe(judged)
         return None
 
@@ -144,15 +160,14 @@ DEVELOPMENT_POLICY = EgressPolicy(allow_private=True)
 
 
 def _judged_addresses(address: Address) -> list[Address]:
-    # An IPv6 address that carries an IPv4 one (mapped, 6to4, NAT64) reaches that IPv4 address too.
+    # An IPv6 address that carries IPv4 ones (mapped, translated, NAT64, 6to4, Teredo's server and
+    # client) reaches those IPv4 addresses too.
     judged: list[Address] = [address]
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            judged.append(address.ipv4_mapped)
-        if address.sixtofour is not None:
-            judged.append(address.sixtofour)
-        if address in _NAT64:
-            judged.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+        if any(address in network for network in _EMBEDDING_IPV4):
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        judged.extend(inner for inner in embedded if inner is not None)
     return judged
 
 
@@ -216,6 +231,59 @@ def check_url(url: str | httpx.URL, policy: EgressPolicy) -> httpx.URL:
     return parsed
 
 
+# When the exchange under way in this thread must end (time.monotonic()), if it has a deadline.
+_ends_at: ContextVar[float | None] = ContextVar("egress_ends_at", default=None)
+
+
+@contextmanager
+def bounded(seconds: float | None) -> Iterator[None]:
+    """Bound every outbound wait inside the block to ``seconds`` from now (and to any outer deadline)."""
+    if seconds is None:
+        yield
+        return
+    ends = time.monotonic() + seconds
+    outer = _ends_at.get()
+    token = _ends_at.set(ends if outer is None else min(outer, ends))
+    try:
+        yield
+    finally:
+        _ends_at.reset(token)
+
+
+def _left(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+    # A socket wait: its own timeout, cut to what is left of the deadline; ``expired`` once none is.
+    ends = _ends_at.get()
+    if ends is None:
+        return timeout
+    left = ends - time.monotonic()
+    if left <= 0:
+        raise expired("the exchange ran past its deadline")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection's socket stream whose every read and write ends by the deadline (``_left``)."""
+
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:
+        timeout = _left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
 class GuardedBackend(httpcore.SyncBackend):
     """httpcore's socket backend, connecting only to addresses the policy allows.
 
@@ -238,7 +306,10 @@ class GuardedBackend(httpcore.SyncBackend):
         last_error: Exception | None = None
         for address in addresses:
             try:
-                return super().connect_tcp(str(address), port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(
+                    str(address), port, _left(timeout, httpcore.ConnectTimeout), local_address, socket_options
+                )
+                return _DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
                 last_error = error
         assert last_error is not None
@@ -290,18 +361,60 @@ class _CappedStream(httpx.SyncByteStream):
         self._stream.close()
 
 
+class _BoundedBody(httpx.SyncByteStream):
+    """A response's body read within the deadline its request had."""
+
+    def __init__(self, stream: httpx.SyncByteStream, ends: float):
+        self._stream = stream
+        self._ends = ends
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = iter(self._stream)
+        while True:
+            token = _ends_at.set(self._ends)
+            try:
+                chunk = next(chunks, None)
+            finally:
+                _ends_at.reset(token)
+            if chunk is None:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _BoundedClient(httpx.Client):
+    """An httpx client each of whose requests (redirects and body included) ends by ``deadline`` s."""
+
+    def __init__(self, *, deadline: float | None, **options):
+        super().__init__(**options)
+        self.deadline = deadline
+
+    def send(self, request: httpx.Request, *, stream: bool = False, **options) -> httpx.Response:
+        with bounded(self.deadline):
+            ends = _ends_at.get()
+            response = super().send(request, stream=stream, **options)
+        if stream and ends is not None:
+            response.stream = _BoundedBody(response.stream, ends)
+        return response
+
+
 def make_client(
     policy: EgressPolicy,
     *,
     timeout: float | httpx.Timeout = 10.0,
+    deadline: float | None = DEADLINE,
     follow_redirects: bool = True,
     max_redirects: int = MAX_REDIRECTS,
 ) -> httpx.Client:
     """An httpx client for URLs the service was given: every connection checked against ``policy``.
 
-    Timeouts on connect, read, write and pool waits; redirects followed (each hop's URL and
-    connection checked); no cookie kept between requests; no credentials, proxy or ``.netrc`` taken
-    from the environment; a User-Agent naming the service. Close it (or use it in ``with``).
+    Timeouts on connect, read, write and pool waits, and ``deadline`` (seconds; None for none) on
+    each request whole, from connecting to the body's last byte, redirects included (resolving a
+    name is not cut short); redirects followed (each hop's URL and connection checked); no cookie
+    kept between requests; no credentials, proxy or ``.netrc`` taken from the environment; a
+    User-Agent naming the service. Close it (or use it in ``with``).
     """
 
     def check_hop(request: httpx.Request) -> None:
@@ -314,7 +427,8 @@ def make_client(
         if response.has_redirect_location:
             response.stream = _CappedStream(response.stream, MAX_REDIRECT_BODY)
 
-    return httpx.Client(
+    return _BoundedClient(
+        deadline=deadline,
         transport=GuardedTransport(policy),
         timeout=timeout,
         follow_redirects=follow_redirects,
@@ -352,17 +466,18 @@ def download(
     max_bytes: int,
     policy: EgressPolicy,
     timeout: float | httpx.Timeout = 10.0,
-    deadline: float | None = None,
+    deadline: float = DEADLINE,
     client: httpx.Client | None = None,
 ) -> Downloaded:
     """Stream the body at ``url`` into the binary file ``into``; return its size and SHA-256.
 
     The body is written as the server sent it (``Accept-Encoding: identity`` is asked for), a chunk
     at a time, never held whole. ``timeout`` bounds connecting and each wait for bytes; ``deadline``
-    (seconds), when given, the whole download. Raises, each an ``EgressError``: UnsafeURL (the
-    policy refuses the URL, a redirect or a resolved address), BadStatus (not 2xx), TooLarge (more
-    than ``max_bytes``: announced, or read up to ``max_bytes + 1``), LengthMismatch (fewer or more
-    bytes than Content-Length: a cut connection), TimedOut and NetworkError. On an error, ``into``
+    (seconds) the whole download, the wait for the headers included. Raises, each an
+    ``EgressError``: UnsafeURL (the policy refuses the URL, a redirect or a resolved address),
+    BadStatus (not 2xx), TooLarge (more than ``max_bytes``: announced, or read up to
+    ``max_bytes + 1``), LengthMismatch (fewer or more bytes than Content-Length: a cut connection),
+    TimedOut and NetworkError. On an error, ``into``
     may hold part of the body: the caller discards it.
 
     ``client``, when given (one of ``make_client``'s, to reuse its connections), brings its own
@@ -371,10 +486,12 @@ def download(
     check_url(url, policy)
     own_client = client is None
     if client is None:
-        client = make_client(policy, timeout=timeout)
-    started = time.monotonic()
+        client = make_client(policy, timeout=timeout, deadline=None)
     try:
-        with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
+        with (
+            bounded(deadline),
+            client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response,
+        ):
             if not 200 <= response.status_code < 300:
                 raise BadStatus(response.status_code)
             declared = _content_length(response)
@@ -389,8 +506,6 @@ def download(
                     size += len(chunk)
                     if size > max_bytes:
                         raise TooLarge(max_bytes, declared)
-                    if deadline is not None and time.monotonic() - started > deadline:
-                        raise TimedOut(f"the download took longer than {deadline} s")
                     digest.update(chunk)
                     into.write(chunk)
             except httpx.RemoteProtocolError as error:

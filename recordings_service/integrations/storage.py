@@ -110,7 +110,7 @@ class ObjectInfo:
 
 
 class Storage(Protocol):
-    """Audio kept under keys such as ``recordings/conf_123/ATVId_abc.mp3``."""
+    """Audio kept under keys such as ``recordings/12/34.mp3`` (``audio_key``)."""
 
     def put(
         self,
@@ -181,6 +181,16 @@ class Chunks(Iterator[bytes]):
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+# A leg's audio of a format that has no extension of its own (the type it is served with says what it is).
+FALLBACK_EXTENSION = ".bin"
+
+
+def audio_key(recording_pk: int, leg_pk: int, extension: str) -> str:
+    """Where a leg's audio is kept: named by the recording's and the leg's primary keys, never by ids a
+    caller chose (two legs' session ids, ``x`` and ``x.mp3``, say, must not meet in one key)."""
+    return f"recordings/{recording_pk}/{leg_pk}{extension or FALLBACK_EXTENSION}"
 
 
 def check_key(key: str) -> PurePosixPath:

@@ -385,6 +385,7 @@ class AudioFile:
     size: int
     sha256: str
     content_type: str
+    stored_at: datetime
 
 
 _AUDIO = (
@@ -393,6 +394,7 @@ _AUDIO = (
         _sessions.c.audio_size,
         _sessions.c.audio_sha256,
         _sessions.c.audio_content_type,
+        _sessions.c.audio_stored_at,
     )
     .join(_recordings, _recordings.c.id == _sessions.c.recording_pk)
     .where(

@@ -37,8 +37,25 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+NAME_MAX_LENGTH = ApiKey.__table__.c.name.type.length
+
+
+def _name_problem(name: str) -> str | None:
+    """What keeps ``name`` from telling a key apart (in listings, to revoke it by), or None."""
+    if not name.strip():
+        return "a key's name cannot be empty"
+    if not name.isprintable():
+        return "a key's name is printable text"
+    if len(name) > NAME_MAX_LENGTH:
+        return f"a key's name is at most {NAME_MAX_LENGTH} characters"
+    return None
+
+
 def create_api_key(name: str) -> str:
     """Make a key called ``name`` and return it: the only time the key itself is seen."""
+    problem = _name_problem(name)
+    if problem:
+        raise ApiKeyError(problem)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with write_transaction() as session:
         if session.execute(select(ApiKey.pk).filter_by(name=name)).first() is not None:

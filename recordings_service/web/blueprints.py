@@ -1,12 +1,14 @@
-"""The Blueprint every API blueprint is made from: flask-smorest's, with a body parser that answers
-JSON Python's parser will not read (nested too deeply: a RecursionError; a number of more than 4,300
-digits: a ValueError) with a 400, like any other JSON that cannot be read, instead of a 500. And what a
-view says of the database failing under it."""
+"""The Blueprint every API blueprint is made from: flask-smorest's, with a parser that answers JSON
+Python's parser will not read (nested too deeply: a RecursionError; a number of more than 4,300 digits:
+a ValueError) with a 400, like any other JSON that cannot be read, instead of a 500, and that refuses a
+query parameter or form field given more than once where its schema takes one value. And what a view
+says of the database failing under it."""
 
 import json
 from collections.abc import Callable
 
 import flask_smorest
+import marshmallow as ma
 from flask_smorest import abort
 from webargs.flaskparser import FlaskParser
 from werkzeug.routing import PathConverter
@@ -15,6 +17,25 @@ from ..persistence.database import once_more_if_disconnected
 
 
 class _Parser(FlaskParser):
+    def load_querystring(self, req, schema):
+        return self._one_value_each(super().load_querystring(req, schema))
+
+    def load_form(self, req, schema):
+        return self._one_value_each(super().load_form(req, schema))
+
+    @staticmethod
+    def _one_value_each(proxy):
+        # webargs reads the first of a repeated value and drops the others: refused instead, as a
+        # validation error of that location, so that the route answers it as it answers a bad value.
+        repeated = {
+            key: ["Given more than once: give one value."]
+            for key, values in proxy.data.lists()
+            if len(values) > 1 and key not in proxy.multiple_keys
+        }
+        if repeated:
+            raise ma.ValidationError(repeated)
+        return proxy
+
     def _raw_load_json(self, req):
         try:
             return super()._raw_load_json(req)

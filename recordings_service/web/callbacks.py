@@ -75,9 +75,6 @@ def guard():
     # Werkzeug caps the parts of multipart bodies only; AT's url-encoded ones are counted here.
     if len(request.form) > config["MAX_FORM_PARTS"]:
         abort(413, message=f"A callback has at most {config['MAX_FORM_PARTS']} fields")
-    repeated = [key for key, values in request.form.lists() if len(values) > 1]
-    if repeated:
-        abort(400, message=f"Invalid request: {', '.join(repeated)}: given more than once")
     # No text a person or AT writes holds a NUL, and PostgreSQL cannot store one.
     with_nul = [repr(key) for key, value in request.form.items() if "\x00" in key or "\x00" in value]
     if with_nul:

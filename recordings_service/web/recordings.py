@@ -11,13 +11,15 @@ from flask_smorest import abort
 from werkzeug.datastructures import ContentRange
 from werkzeug.http import parse_dict_header
 
-from ..domain.recordings import Status
+from ..domain.recordings import Status, is_valid_recording_id
 from ..errors import ErrorSchema
+from ..integrations.audio import CONTENT_TYPES
 from ..integrations.storage import ObjectNotFound, StorageError
 from ..recordings import deletion, events, public
 from ..recordings.public import AudioFile, LegsSchema, RecordingSchema
 from ..recordings.registration import RecordingDeleted, SessionConflict, register_recording
 from .blueprints import Blueprint, on_database_error
+from .ranges import Unsatisfiable, range_applies, requested_span
 from .schemas import DeliveriesSchema, ListQuerySchema, RecordingPageSchema, RegistrationSchema
 from .waiting import Full
 
@@ -27,6 +29,18 @@ blp = Blueprint("voice", __name__, url_prefix="/api/v1/voice", description="Reco
 
 NOT_FOUND = "Recording not found"
 QUERY_FAILED = "Failed to query recording status"
+
+
+@blp.before_request
+def refuse_ids_that_name_nothing():
+    """Answer 404 for a recording id no recording can have, before any view takes it to the database
+    (PostgreSQL refuses text holding NUL outright)."""
+    if request.method == "OPTIONS":
+        return  # a browser's preflight (Flask answers it): a 404 would fail it, and the request with it
+    recording_id = (request.view_args or {}).get("recording_id")
+    if recording_id is not None and not is_valid_recording_id(recording_id):
+        abort(404, message=NOT_FOUND)
+
 
 LOOKUP_HEADERS = {
     "ETag": {
@@ -201,16 +215,47 @@ def register(registration: dict):
 
 
 AUDIO_NOT_FOUND = "Audio not found"
-AUDIO_RESPONSES = {
-    "description": "The audio (its bytes, whole or the Range asked for)",
-    "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}},
+UNSATISFIABLE = "The Range is outside the audio"
+# Binary, in every type the audio is stored as; any other audio type mutagen reads is audio/*.
+AUDIO_CONTENT = {
+    content_type: {"schema": {"type": "string", "format": "binary"}}
+    for content_type in [*CONTENT_TYPES, "audio/*"]
 }
 AUDIO_HEADERS = {
     "ETag": {"description": "The audio's SHA-256", "schema": {"type": "string"}},
+    "Last-Modified": {"description": "When the audio was stored", "schema": {"type": "string"}},
     "Accept-Ranges": {"description": "bytes", "schema": {"type": "string"}},
 }
+CONTENT_RANGE = {"description": "bytes */<size>: the audio's size", "schema": {"type": "string"}}
+AUDIO_RESPONSES = {
+    "200": {
+        "description": "The whole audio (also for a Range of several ranges, or a stale If-Range)",
+        "content": AUDIO_CONTENT,
+        "headers": AUDIO_HEADERS,
+    },
+    "206": {
+        "description": "The one range asked for",
+        "content": AUDIO_CONTENT,
+        "headers": {
+            **AUDIO_HEADERS,
+            "Content-Range": {"description": "bytes <first>-<last>/<size>", "schema": {"type": "string"}},
+        },
+    },
+}
 AUDIO_PARAMETERS = [
-    {"in": "header", "name": "Range", "schema": {"type": "string", "example": "bytes=0-1023"}},
+    {
+        "in": "header",
+        "name": "Range",
+        "schema": {"type": "string", "example": "bytes=0-1023"},
+        "description": "One byte range (bytes=F-L, bytes=F-, bytes=-N) answers 206; several, 200 with "
+        "the whole audio; none within the audio, 416; another unit is ignored",
+    },
+    {
+        "in": "header",
+        "name": "If-Range",
+        "schema": {"type": "string"},
+        "description": "The ETag or Last-Modified you have: the Range applies only to that audio",
+    },
     {"in": "header", "name": "If-None-Match", "schema": {"type": "string"}},
 ]
 
@@ -227,13 +272,12 @@ def list_legs(recording_id: str):
 def _audio_view(view: Callable) -> Callable:
     """What both audio views answer, documented: the bytes, a range of them, 304, 404, 416."""
     view = on_database_error(QUERY_FAILED)(view)
-    view = blp.alt_response(416, schema=ErrorSchema, description="The Range is outside the audio")(view)
+    view = blp.alt_response(
+        416, schema=ErrorSchema, description=UNSATISFIABLE, headers={"Content-Range": CONTENT_RANGE}
+    )(view)
     view = blp.alt_response(404, schema=ErrorSchema, description=AUDIO_NOT_FOUND)(view)
     view = blp.alt_response(304, description="Not modified: the If-None-Match tag is current")(view)
-    view = blp.alt_response(206, description="The Range asked for")(view)
-    return blp.doc(
-        responses={"200": {**AUDIO_RESPONSES, "headers": AUDIO_HEADERS}}, parameters=AUDIO_PARAMETERS
-    )(view)
+    return blp.doc(responses=AUDIO_RESPONSES, parameters=AUDIO_PARAMETERS)(view)
 
 
 @blp.route("/recordings/<path:recording_id>/audio", methods=["GET"])
@@ -251,7 +295,8 @@ def get_leg_audio(recording_id: str, session_id: str):
 
 
 def _serve(audio: AudioFile | None) -> Response:
-    """The audio's bytes from storage, streamed, with its type, a strong ETag (its SHA-256) and Range."""
+    """The audio's bytes from storage, streamed, with its type, a strong ETag (its SHA-256), its
+    Last-Modified (when it was stored) and Range."""
     if audio is None:
         abort(404, message=AUDIO_NOT_FOUND)
     etag = audio.sha256
@@ -259,13 +304,15 @@ def _serve(audio: AudioFile | None) -> Response:
     if request.if_none_match.contains_weak(etag):
         response = Response(status=304, headers=headers)
         response.set_etag(etag)
+        response.last_modified = audio.stored_at
         return response
-    wanted = request.range if request.if_range.etag in (None, etag) else None
-    span = wanted.range_for_length(audio.size) if wanted else None
-    if wanted and span is None:
-        abort(
-            416, message="The Range is outside the audio", headers={"Content-Range": f"bytes */{audio.size}"}
-        )
+    span = None
+    # If-Range first (RFC 9110 13.2.2): a stale validator asks for the whole audio, not a 416.
+    if range_applies(request.headers.get("If-Range"), etag, audio.stored_at):
+        try:
+            span = requested_span(request.headers.get("Range"), audio.size)
+        except Unsatisfiable:
+            abort(416, message=UNSATISFIABLE, headers={"Content-Range": f"bytes */{audio.size}"})
     start, stop = span or (0, audio.size)
     try:
         chunks = current_app.extensions["audio_storage"].read(audio.key, start, stop - start)
@@ -285,6 +332,7 @@ def _serve(audio: AudioFile | None) -> Response:
     if span:
         response.content_range = ContentRange("bytes", start, stop, audio.size)
     response.set_etag(etag)
+    response.last_modified = audio.stored_at  # If-Range may name it
     return response
 
 

@@ -46,7 +46,7 @@ def fetch_audio(claim: queue.Claim) -> None:
                 timeout=httpx.Timeout(
                     config["AUDIO_FETCH_READ_TIMEOUT"], connect=config["AUDIO_FETCH_CONNECT_TIMEOUT"]
                 ),
-                deadline=config["WORK_LEASE_SECONDS"] * 10,
+                deadline=config["AUDIO_FETCH_DEADLINE"],
             )
             found = inspect(file)
         except (egress.UnsafeURL, egress.TooLarge) as error:
@@ -64,7 +64,7 @@ def fetch_audio(claim: queue.Claim) -> None:
                 RECORDING_INVALID,
             )
             return
-        key = f"{work.session_id}{found.extension}"
+        key = storage.audio_key(claim.recording_pk, claim.session_pk, found.extension)
         try:
             file.seek(0)
             stored = current_app.extensions["audio_storage"].put(

@@ -1,9 +1,9 @@
 """The ``deliver_webhook`` job: post one event to one endpoint, signed as Standard Webhooks prescribe
 (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``, HMAC-SHA256 with WEBHOOK_SECRET).
 
-At least once: a 2xx is done; any other answer, a timeout or a connection refused is tried again on
-WEBHOOK_RETRY_SCHEDULE (Standard Webhooks': at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), then given
-up; ``410 Gone`` gives up at once, and so does an address the egress policy refuses. ``webhook-id`` is the
+At least once: a 2xx is done; any other answer, a timeout (WEBHOOK_TIMEOUT_SECONDS bounds the whole
+exchange, headers included) or a connection refused is tried again on WEBHOOK_RETRY_SCHEDULE (Standard
+Webhooks': at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), then given up; ``410 Gone`` gives up at once, and so does an address the egress policy refuses. ``webhook-id`` is the
 event's, the same on every attempt, for the receiver to de-duplicate on. Redirects are not followed (a
 3xx is a failed attempt), and the client sends no cookie or credential of the service.
 """
@@ -40,9 +40,8 @@ def deliver_webhook(claim: queue.Claim) -> None:
     }
     policy = egress.EgressPolicy.from_config(config)
     try:
-        with egress.make_client(
-            policy, timeout=config["WEBHOOK_TIMEOUT_SECONDS"], follow_redirects=False
-        ) as client:
+        seconds = config["WEBHOOK_TIMEOUT_SECONDS"]  # the whole delivery's, not each wait's
+        with egress.make_client(policy, timeout=seconds, deadline=seconds, follow_redirects=False) as client:
             response = client.post(delivery.url, content=body, headers=headers)
     except egress.UnsafeURL as error:
         _failed(claim, delivery, None, str(error), final=True)

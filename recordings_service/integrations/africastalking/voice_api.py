@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from ...logs import redact
 from .. import egress
 
 PRODUCTION_URL = "https://voice.africastalking.com/call"
@@ -32,7 +33,8 @@ def default_url(username: str | None) -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """AT's answer for one number called: its status (``Queued`` when placed) and the call's session."""
+    """AT's answer for one number called: its status (``Queued`` when placed; cleared of secrets, as
+    AT's error texts are) and the call's session."""
 
     phone_number: str
     status: str
@@ -40,13 +42,14 @@ class Entry:
 
 
 class VoiceApiError(Exception):
-    """AT did not take the request; ``reason`` is short, for a recording's failure_reason."""
+    """AT did not take the request; ``reason`` is short, for a recording's failure_reason. Both texts
+    are cleared of secrets (AT's may quote the key): they reach answers, recordings and events."""
 
     status = 502  # what the service answers its own client
 
     def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
+        super().__init__(redact(detail))
+        self.reason = redact(reason)
 
 
 class Refused(VoiceApiError):
@@ -91,10 +94,9 @@ class VoiceApi:
         except (httpx.HTTPError, egress.EgressError) as error:
             raise NoAnswer("at_unreachable", f"Africa's Talking could not be reached: {error}") from None
         if response.is_error:
-            shown = response.text[:SHOWN_BODY].strip()
             raise Refused(
                 f"HTTP {response.status_code}",
-                f"Africa's Talking answered HTTP {response.status_code}: {shown}",
+                f"Africa's Talking answered HTTP {response.status_code}: {_shown(response)}",
             )
         return _entries(response)
 
@@ -104,17 +106,23 @@ def _entries(response: httpx.Response) -> list[Entry]:
         answer = response.json()
         message = str(answer.get("errorMessage") or NO_ERROR)
         entries = [
-            Entry(str(entry["phoneNumber"]), str(entry["status"]), _session(entry.get("sessionId")))
+            Entry(str(entry["phoneNumber"]), redact(str(entry["status"])), _session(entry.get("sessionId")))
             for entry in answer.get("entries") or []
         ]
     except (ValueError, AttributeError, KeyError, TypeError):
-        shown = response.text[:SHOWN_BODY].strip()
-        raise Refused("at_bad_answer", f"Africa's Talking's answer is not its JSON: {shown!r}") from None
+        raise Refused(
+            "at_bad_answer", f"Africa's Talking's answer is not its JSON: {_shown(response)!r}"
+        ) from None
     if message != NO_ERROR:
         raise Refused(message, f"Africa's Talking refused the call: {message}")
     if not entries:
         raise Refused("at_no_entries", "Africa's Talking's answer names no call")
     return entries
+
+
+def _shown(response: httpx.Response) -> str:
+    # Redacted before it is cut: a secret cut in two would be matched by neither half.
+    return redact(response.text)[:SHOWN_BODY].strip()
 
 
 def _session(value) -> str | None:
@@ -131,7 +139,10 @@ def from_config(config) -> VoiceApi | None:
         config["AT_VOICE_TIMEOUT_SECONDS"], connect=min(5.0, config["AT_VOICE_TIMEOUT_SECONDS"])
     )
     client = egress.make_client(
-        egress.EgressPolicy.from_config(config), timeout=timeout, follow_redirects=False
+        egress.EgressPolicy.from_config(config),
+        timeout=timeout,
+        deadline=config["AT_VOICE_TIMEOUT_SECONDS"],
+        follow_redirects=False,
     )
     url = config["AT_VOICE_API_URL"] or default_url(config["AT_USERNAME"])
     return VoiceApi(url, config["AT_USERNAME"], config["AT_API_KEY"], client)
