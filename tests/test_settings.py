@@ -70,6 +70,31 @@ def test_a_refused_url_is_quoted_without_its_credentials(name):
     assert "s3cr3t" not in refused.value.message
 
 
+PRODUCTION = {
+    "RECORDINGS_ENV": "production",
+    "DATABASE_URL": "postgresql://rec@db/recordings",
+    "VOICE_CALLBACK_TOKEN": "t" * 32,
+    "PUBLIC_BASE_URL": "https://recordings.example/",
+}
+
+
+def test_production_starts_with_what_it_requires():
+    settings = config.load(PRODUCTION)
+
+    assert (settings["PUBLIC_BASE_URL"], settings["API_AUTH_REQUIRED"]) == (
+        "https://recordings.example",
+        True,
+    )
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.production.required], ids=lambda s: s.name)
+def test_production_refuses_to_start_without_each_setting_it_requires(setting):
+    environ = {name: value for name, value in PRODUCTION.items() if name != setting.name}
+
+    with pytest.raises(ConfigError, match=f"^production configuration needs {setting.name} set"):
+        config.load(environ)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
