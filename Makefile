@@ -8,7 +8,7 @@ PORT ?= 8000
 DEMO_ROWS ?= 1000
 FLASK := $(BIN)/flask --app wsgi
 
-.PHONY: run dev test faults lint migrate bench clean
+.PHONY: run dev test faults lint migrate bench docs clean
 
 # The venv is rebuilt only when a requirements file changes, so a second `make run` starts at once.
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -19,12 +19,14 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 migrate: $(BIN)/.installed  ## apply the database migrations (DATABASE_URL, or the local SQLite file)
 	$(FLASK) db upgrade
 
+# honcho gives each process a PORT of its own (the worker's is PORT+100); WEB_PORT tells the worker the web
+# server's, for the addresses it gives (audio_url in webhooks).
 run: migrate  ## the web server (gunicorn, 0.0.0.0:$(PORT)) and the worker together (Procfile, honcho)
 	$(FLASK) recordings seed-demo --count $(DEMO_ROWS)
-	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho -f Procfile start -p $(PORT)
+	PATH="$(CURDIR)/$(BIN):$$PATH" WEB_PORT=$(PORT) exec $(BIN)/honcho -f Procfile start -p $(PORT)
 
-dev: migrate  ## Flask's debug server on port 8000, reloading on change
-	$(FLASK) run --debug --port $(PORT)
+dev: migrate  ## Flask's debug server on port $(PORT), reloading on change
+	PORT=$(PORT) $(FLASK) run --debug --port $(PORT)
 
 test: lint /usr/bin/chromium /usr/sbin/nginx  ## lint, then the test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
@@ -49,6 +51,9 @@ lint: $(BIN)/.installed  ## ruff: lint and formatting
 bench: $(BIN)/.installed  ## benchmarks (bench/run.py): needs wrk, installed here when missing
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python bench/run.py
+
+docs: $(BIN)/.installed  ## docs/configuration.md, from the settings table in config.py
+	$(BIN)/python -m config > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -4,35 +4,46 @@ import gc
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 
 # Metrics from every worker: prometheus_client's multiprocess mode reads the files they all write here.
 # Set before anything imports prometheus_client, which reads it once, at import.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="recordings-metrics-"))
 
+from config import ConfigError as _ConfigError  # noqa: E402
+from config import load as _load_settings  # noqa: E402
 from recordings_service.logs import gunicorn_logconfig  # noqa: E402
 from recordings_service.openfiles import worker_connections as _connections  # noqa: E402
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+# The settings table (config.py), read and checked here, in the master, so that a bad value stops
+# gunicorn with its one line before any worker starts (a worker failing to load the app would be
+# started again and again).
+try:
+    _settings = _load_settings()
+    # Connections a worker serves at once, within its open-file limit, which is raised to the hard
+    # limit: set above it, gunicorn refuses to start; the default is lowered to it, with a warning
+    # (recordings_service/openfiles.py). A worker whose connections are all taken stops accepting, and
+    # new clients wait in the listen queue, then in SYN retries (1 s, 3 s, 7 s).
+    worker_connections, _connections_warning = _connections(_settings["GUNICORN_CONNECTIONS"])
+except _ConfigError as _error:
+    sys.exit(_error.message)
+
+bind = f"0.0.0.0:{_settings['PORT']}"
 # One a core: a gevent worker keeps its core busy by itself. (make bench, 2 cores, gevent: 2 workers served
 # about 1.4x the lookups 5 did, on SQLite and on PostgreSQL, with a third of the p99.)
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+workers = _settings["WEB_CONCURRENCY"] or multiprocessing.cpu_count()
 # gevent: a connection costs a greenlet, not a thread, so clients holding `Prefer: wait` (up to 30 s),
 # idle keep-alive connections and slow senders cannot use up what callbacks and lookups need. What a
 # worker lets held waits take is WAIT_MAX_HELD (config.py). psycopg 3 and the standard library cooperate
 # with gevent once gunicorn has patched them. (GUNICORN_WORKER_CLASS=gthread is the measured alternative:
 # README, "Speed and survival".)
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
-# Connections a worker serves at once (4,096 unless GUNICORN_CONNECTIONS says), within its open-file
-# limit, which is raised to the hard limit: set above it, gunicorn refuses to start; the default is
-# lowered to it, with a warning (recordings_service/openfiles.py). A worker whose connections are all
-# taken stops accepting, and new clients wait in the listen queue, then in SYN retries (1 s, 3 s, 7 s).
-worker_connections, _connections_warning = _connections(os.environ.get("GUNICORN_CONNECTIONS"))
-threads = int(os.environ.get("GUNICORN_THREADS", "64"))  # gthread only
+worker_class = _settings["GUNICORN_WORKER_CLASS"]
+threads = _settings["GUNICORN_THREADS"]  # gthread only
 # Kept-alive connections wait this long for their next request; with gevent it is also the time a
 # client has to send a request's headers (gunicorn's async workers read them under this timeout), so a
 # client sending a byte a second is cut off after it. Bodies have BODY_TIMEOUT_SECONDS (config.py).
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+keepalive = _settings["GUNICORN_KEEPALIVE"]
 timeout = 30
 graceful_timeout = 30
 accesslog = "-"  # stdout
@@ -41,7 +52,7 @@ accesslog = "-"  # stdout
 access_log_format = '"%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
 # gunicorn's own lines formatted like the app's (JSON or text), secrets redacted.
-logconfig_dict = gunicorn_logconfig(os.environ.get("LOG_FORMAT", "json"))
+logconfig_dict = gunicorn_logconfig(_settings["LOG_FORMAT"])
 # gunicorn's control socket (gunicornc) is one path per user: several servers on a machine would share
 # it, and nothing here uses it.
 control_socket_disable = True

@@ -23,7 +23,8 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
 
     config_class = config_class or config_from_env()
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_object(config_class)
+    app.config.from_mapping(config_class.settings())  # the environment, read now
+    app.config.from_object(config_class)  # what the class itself sets (the tests' settings) on top
     config_class.check(app.config)
     app.json.sort_keys = False  # keep the contract's field order
     if app.config["TRUSTED_PROXY_COUNT"]:

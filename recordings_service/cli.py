@@ -1,7 +1,6 @@
 """``flask recordings ...``: the operators' commands (the development ones are in ``devtools``)."""
 
 import json
-import re
 from datetime import timedelta
 
 import click
@@ -9,6 +8,8 @@ import marshmallow as ma
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
+
+from config import parse_duration
 
 from . import devtools
 from .domain.clock import format_timestamp, utcnow
@@ -101,18 +102,17 @@ def replay_command() -> None:
 
 
 class Duration(click.ParamType):
-    """A span of time such as 90s, 30m, 2h or 1d."""
+    """A span of time as the settings take one (config.parse_duration): 30, 30s, 5m, 1h or 1d."""
 
     name = "duration"
-    _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
     def convert(self, value, param, ctx) -> timedelta:
         if isinstance(value, timedelta):
             return value
-        match = re.fullmatch(r"(\d+)([smhd])", value.strip())
-        if not match:
-            self.fail(f"{value!r} is not a duration such as 90s, 30m, 2h or 1d", param, ctx)
-        return timedelta(**{self._UNITS[match[2]]: int(match[1])})
+        try:
+            return timedelta(seconds=parse_duration(value))
+        except ValueError as error:
+            self.fail(f"{value!r}: {error}", param, ctx)
 
 
 @recordings_cli.command("sweep")

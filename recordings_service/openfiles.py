@@ -35,21 +35,20 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-def worker_connections(requested: str | None) -> tuple[int, str | None]:
+def worker_connections(requested: int | None) -> tuple[int, str | None]:
     """The connections a worker may serve (GUNICORN_CONNECTIONS as ``requested``, or the default), and
     a warning to log when the default had to be lowered. Raises ``ConfigError`` when ``requested`` is
     more than the open-file limit allows."""
     limit = raise_open_file_limit()
     most = limit - RESERVED_FILES
-    if requested:
-        connections = int(requested)
-        if connections > most:
+    if requested is not None:
+        if requested > most:
             raise ConfigError(
-                f"GUNICORN_CONNECTIONS={connections}: a worker may open {limit} files (RLIMIT_NOFILE), of"
-                f" which {RESERVED_FILES} are kept for other than connections; raise the limit (systemd"
-                f" LimitNOFILE=, docker --ulimit nofile=) or ask for at most {most}"
+                f"GUNICORN_CONNECTIONS={requested}: expected at most {most}: a worker may open {limit} files"
+                f" (RLIMIT_NOFILE), of which {RESERVED_FILES} are kept for other than connections; or raise"
+                " the limit (systemd LimitNOFILE=, docker --ulimit nofile=)"
             )
-        return connections, None
+        return requested, None
     if DEFAULT_CONNECTIONS <= most:
         return DEFAULT_CONNECTIONS, None
     return max(most, 1), (

@@ -229,11 +229,15 @@ def test_the_worker_applies_retention(make_app, database, media, tmp_path):
     client = app.test_client()
     recorded(client, media, "conf_old", ["ATVId_old"])
     drain(app)
+    with app.app_context():
+        old = db.session.execute(sa.select(CallSession).filter_by(session_id="ATVId_old")).scalar_one()
+        old.audio_stored_at -= timedelta(days=2)
+        db.session.commit()
     settings = {
         "AUDIO_STORAGE_URL": f"file://{tmp_path}/audio",
-        "AUDIO_RETENTION_DAYS": "0.00001",
-        "RETENTION_INTERVAL_SECONDS": "0.2",
-    }  # under a second
+        "AUDIO_RETENTION_DAYS": "1",
+        "RETENTION_INTERVAL_SECONDS": "0.2s",
+    }
     with worker(database, **settings):
         deadline = time.monotonic() + 30
         while client.get(LOOKUP + "conf_old").json["audio_removed_at"] is None:

@@ -97,11 +97,24 @@ def test_sweep_leaves_recent_recordings_alone(client, runner):
     assert "failed 0 recordings" in runner.invoke(args=["recordings", "sweep", "--older-than", "30m"]).output
 
 
-@pytest.mark.parametrize("value", ["30", "thirty minutes", "-5m", "5w"])
+@pytest.mark.parametrize(("value", "failed"), [("1800", 1), ("1800s", 1), ("30m", 1), ("0.5h", 1), ("1h", 0)])
+def test_sweep_reads_a_duration_as_every_time_setting_does(app, client, runner, value, failed):
+    post_calls(client, "ended-without-recording-url")
+    with app.app_context():
+        for recording in db.session.execute(sa.select(Recording)).scalars():
+            recording.updated_at -= timedelta(minutes=31)
+        db.session.commit()
+
+    result = runner.invoke(args=["recordings", "sweep", "--older-than", value])
+
+    assert result.exit_code == 0 and f"failed {failed} recordings" in result.output, result.output
+
+
+@pytest.mark.parametrize("value", ["thirty minutes", "-5m", "5w", ""])
 def test_sweep_rejects_a_duration_it_cannot_read(runner, value):
     result = runner.invoke(args=["recordings", "sweep", "--older-than", value])
 
-    assert result.exit_code == 2 and "is not a duration" in result.output
+    assert result.exit_code == 2 and "expected a duration such as 30 (seconds), 30s, 5m" in result.output
 
 
 @pytest.mark.slow

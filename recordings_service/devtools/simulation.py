@@ -21,6 +21,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..domain.recordings import Status
+from ..recordings import public
 
 # What each kind of call ends as: (status, failure_reason).
 OUTCOMES = {
@@ -207,9 +208,7 @@ def _follow(url: str, headers: dict, seconds: float) -> Iterator[str]:
 @click.command("simulate-call")
 @with_appcontext
 @click.argument("recording_id")
-@click.option(
-    "--url", "base_url", default="http://localhost:8000", show_default=True, help="The running service."
-)
+@click.option("--url", "base_url", help="The running service (default: its address, http://localhost:PORT).")
 @click.option("--outcome", type=click.Choice(list(OUTCOMES)), default="recorded", show_default=True)
 @click.option("--token", help="The callback token (default: VOICE_CALLBACK_TOKEN).")
 @click.option("--api-key", envvar="RECORDINGS_API_KEY", help="An API key, when the service requires one.")
@@ -230,7 +229,9 @@ def simulate_call_command(
     """
     try:
         token = token or current_app.config["VOICE_CALLBACK_TOKEN"]
-        for line in simulate_call(base_url, recording_id, outcome, token, api_key, recording=audio):
+        for line in simulate_call(
+            base_url or public.base_url(), recording_id, outcome, token, api_key, recording=audio
+        ):
             click.echo(line)
     except (OSError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error

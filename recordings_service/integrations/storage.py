@@ -364,10 +364,9 @@ class S3Storage:
 
     @classmethod
     def from_url(cls, url: str, client=None) -> S3Storage:
-        """``s3://bucket/prefix``: credentials, region and endpoint come from boto3's own settings."""
+        """``s3://bucket/prefix`` (as AUDIO_STORAGE_URL's check in config.py takes it): credentials,
+        region and endpoint come from boto3's own settings."""
         parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme != "s3" or not parsed.hostname or parsed.username or parsed.password:
-            raise ValueError("an S3 storage URL is s3://bucket/prefix, without credentials")
         return cls(parsed.hostname, parsed.path, client)
 
     def __repr__(self) -> str:
@@ -435,13 +434,12 @@ class S3Storage:
 
 
 def storage_from_config(config: Mapping, instance_path: str | os.PathLike) -> LocalStorage | S3Storage:
-    """The storage ``AUDIO_STORAGE_URL`` names (``<instance_path>/audio`` when unset)."""
+    """The storage ``AUDIO_STORAGE_URL`` names (``<instance_path>/audio`` when unset); config.py has
+    checked it is a file:// or s3:// URL."""
     url = config.get("AUDIO_STORAGE_URL")
     if not url:
         return LocalStorage(Path(instance_path) / "audio")
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme == "file":
         return LocalStorage(urllib.parse.unquote(parsed.path))
-    if parsed.scheme == "s3":
-        return S3Storage.from_url(url)
-    raise ValueError(f"AUDIO_STORAGE_URL: {parsed.scheme!r} is not file:// or s3://")
+    return S3Storage.from_url(url)

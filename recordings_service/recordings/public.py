@@ -87,7 +87,7 @@ def base_url() -> str:
         return configured
     if has_request_context():
         return request.host_url.rstrip("/")
-    return "http://localhost:8000"  # development, outside a request (the CLI)
+    return f"http://localhost:{current_app.config['PORT']}"  # development, outside a request (the CLI)
 
 
 @dataclass(frozen=True)
