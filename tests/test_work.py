@@ -243,6 +243,19 @@ def test_a_kind_of_job_of_its_own_is_run_retried_and_given_up(make_app):
     assert tally_jobs(app) == TALLIED
 
 
+def test_a_heartbeat_that_read_a_claim_before_its_retry_does_not_hold_the_retried_job(app):
+    enqueue(app, tally_kind.KIND.name, target_url="2")
+    with app.app_context():
+        claim = queue.claim([tally_kind.KIND.name], timedelta(minutes=1))
+        with write_transaction() as session:
+            queue.retry(queue.held(session, claim), utcnow(), "attempt 1 of 2")
+        queue.heartbeat([claim], timedelta(minutes=1))  # the heartbeat's copy of the jobs in hand
+
+        again = queue.claim([tally_kind.KIND.name], timedelta(minutes=1))
+
+    assert again is not None and again.attempts == 2
+
+
 def test_a_kind_of_job_of_its_own_is_drained(make_app):
     app = make_app()
     for needed in ("1", "3", "4"):
@@ -269,7 +282,7 @@ def once_raising(name: str, calls: collections.Counter, real):
 
 def test_each_loop_of_the_worker_survives_an_exception_and_goes_on(make_app, monkeypatch):
     app = make_app(
-        TALLY_CONCURRENCY=1, WORK_POLL_SECONDS=0.01, WORK_LEASE_SECONDS=0.3, SWEEP_INTERVAL_SECONDS=0.02
+        TALLY_CONCURRENCY=1, WORK_POLL_SECONDS=0.01, WORK_LEASE_SECONDS=1, SWEEP_INTERVAL_SECONDS=0.02
     )
     calls = collections.Counter()
     monkeypatch.setattr(queue, "claim", once_raising("claim", calls, queue.claim))

@@ -113,7 +113,8 @@ def requeue(pk: int, kind: str) -> bool:
 
 def retry(job: Job, at: datetime, error: str) -> None:
     """The attempt failed; the job is due again at ``at``."""
-    job.run_at, job.leased_until, job.last_error = at, None, error
+    # Its holder let go too, so that a heartbeat still renewing the old claim cannot hold it.
+    job.run_at, job.leased_until, job.leased_by, job.last_error = at, None, None, error
 
 
 def fail(job: Job, now: datetime, error: str) -> None:
@@ -124,7 +125,7 @@ def fail(job: Job, now: datetime, error: str) -> None:
 def release(claims: Iterable[Claim]) -> None:
     """Give leases back unfinished (a worker stopping): the jobs are due again at once, and the
     attempt that did not run is not counted."""
-    _update_held(claims, leased_until=None, attempts=Job.attempts - 1)
+    _update_held(claims, leased_until=None, leased_by=None, attempts=Job.attempts - 1)
 
 
 @dataclass(frozen=True)
