@@ -92,7 +92,7 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
-# gunicorn's default (4094) answers a long id with its own HTML 414; the contract wants the JSON 404.
+# gunicorn's default (4094) answers a long id with its own HTML 414; the API answers the JSON 404.
 limit_request_line = 8190
 
 

@@ -23,7 +23,7 @@ from recordings_service.persistence.models import StoredCallback
 from testkit.config import config_for
 from testkit.nginx import nginx
 from testkit.servers import FORM, free_port, gunicorn
-from tests.support import CONTRACT_BODY, empty_tables, fixture_call
+from tests.support import EXAMPLE_BODY, empty_tables, fixture_call
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ RECORDED = fixture_call("recorded-call")
 @pytest.fixture(scope="module")
 def front(database, tmp_path_factory):
     """gunicorn (gunicorn.conf.py, 2 workers) behind nginx (deploy/nginx.conf), on a database holding the
-    contract's example and 10 demo rows."""
+    API's documented example and 10 demo rows."""
     app = create_app(config_for(database))
     with app.app_context():
         empty_tables()
@@ -76,12 +76,12 @@ def session(fields: dict, session_id: str) -> dict:
     return {**fields, "sessionId": session_id}
 
 
-def test_the_contract_lookup_through_the_front(front):
+def test_the_documented_lookup_through_the_front(front):
     found = request(front, "GET", LOOKUP + "conf_1234567890")
     missing = request(front, "GET", LOOKUP + "conf_9999999999")
     too_long = request(front, "GET", LOOKUP + "x" * 5000)  # reaches the app: its JSON 404
 
-    assert found[0] == 200 and json.loads(found[2]) == CONTRACT_BODY
+    assert found[0] == 200 and json.loads(found[2]) == EXAMPLE_BODY
     for status, headers, body in (missing, too_long):
         assert status == 404
         assert headers["Content-Type"] == "application/json"
@@ -96,7 +96,7 @@ def test_json_is_gzipped_for_clients_that_ask(front):
     assert zipped[1]["Content-Encoding"] == "gzip"
     assert zipped[1]["Vary"] == "Accept-Encoding"
     assert len(zipped[2]) < len(plain[2])
-    assert json.loads(gzip.decompress(zipped[2])) == CONTRACT_BODY
+    assert json.loads(gzip.decompress(zipped[2])) == EXAMPLE_BODY
     # nginx made the tag weak (the bytes differ); it still revalidates: a 304.
     etag = zipped[1]["ETag"]
     assert etag == "W/" + plain[1]["ETag"]
@@ -185,7 +185,7 @@ def test_no_nginx_log_line_holds_the_callback_token_when_gunicorn_is_down_or_the
         ("nginx's error pages themselves", "GET", "/.errors/500", None, {}, 404),
     ],
 )
-def test_nginx_refuses_with_the_json_error_contract(front, name, method, path, body, headers, status):
+def test_nginx_refuses_with_the_json_error(front, name, method, path, body, headers, status):
     seen_before = gunicorn_requests(front)
     answer = request(front, method, path, body, headers)
 

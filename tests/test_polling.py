@@ -114,7 +114,7 @@ def test_a_wait_preference_the_server_cannot_read_is_ignored_and_answered_at_onc
 
 @pytest.mark.parametrize("if_none_match", ["*", "{etag}"])
 def test_a_completed_recording_is_answered_at_once_even_to_a_wait(client, runner, if_none_match):
-    runner.invoke(args=["recordings", "seed-demo", "--count", "0"])  # the contract's example: completed
+    runner.invoke(args=["recordings", "seed-demo", "--count", "0"])  # the documented example: completed
     etag = client.get(LOOKUP + "conf_1234567890").headers["ETag"]
 
     started = time.monotonic()

@@ -19,7 +19,7 @@ def is_valid_recording_id(value: str) -> bool:
 
 
 class Status(enum.StrEnum):
-    """Where a recording is in its life; the values are the public contract."""
+    """Where a recording is in its life; the values are part of the API."""
 
     RECORDING = "recording"  # the call is live and being recorded
     PROCESSING = "processing"  # the call is over: its audio is awaited, fetched, verified and stored

@@ -82,7 +82,7 @@ class BadStatus(EgressError):
     def __init__(self, status: int):
         super().__init__(f"the server answered HTTP {status}")
         self.status = status
-        # A fresh recording URL may answer 404 for a few seconds (shared/docs/africastalking-voice.md).
+        # A fresh recording URL may answer 404 for a few seconds (docs/africastalking.md).
         self.retryable = status in (404, 408, 425, 429) or status >= 500
 
 

@@ -66,7 +66,7 @@ def on_database_error(detail: str) -> Callable:
 
 class PathOfAnyText(PathConverter):
     """Werkzeug's ``path``, line breaks included (its ``.`` stops at one): a recording id holding one
-    reaches the lookup, which answers it the contract's 404, instead of matching only the DELETE route,
+    reaches the lookup, which answers it the API's 404, instead of matching only the DELETE route,
     whose plain segment takes line breaks, and answering 405."""
 
     regex = "[^/][\\s\\S]*?"
