@@ -499,9 +499,8 @@ def test_callbacks_and_lookups_are_answered_within_a_second_while_clients_hold_t
                 # twice that); the slow senders are cut off and connect again together, every few
                 # seconds. The waves are when a request is most likely to be kept waiting. From 5 s
                 # after the clients set out: "ready" is printed as they start connecting, and while
-                # 4,000 arrive in the same second they are not yet holding anything (a CI run timing
-                # from 1 s saw that arrival keep the first lookups 0.7 to 1.08 s, through nginx on
-                # SQLite).
+                # 4,000 arrive in the same second they are not yet holding anything, which is not the
+                # load this test is about.
                 start, spread = time.monotonic() + 5, DEFAULTS["WAIT_MAX_SECONDS"] + 6
                 at = [start + spread * n / len(work) for n in range(len(work))]
                 with ThreadPoolExecutor(8) as pool:
