@@ -1,5 +1,5 @@
-"""The production front: deploy/nginx.conf (Debian's nginx) before gunicorn, as README, "Production",
-runs them, with TRUSTED_PROXY_COUNT=1. Every request here goes through nginx.
+"""The production front: deploy/nginx.conf (Debian's nginx) before gunicorn, as docs/production.md,
+"gunicorn behind nginx", runs them, with TRUSTED_PROXY_COUNT=1. Every request here goes through nginx.
 
 Clients post callbacks from 127.0.0.5, a loopback address of their own, so that the client nginx sees
 is not nginx itself (127.0.0.1, as gunicorn sees it); only 127.0.0.5 may post callbacks.
