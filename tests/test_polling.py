@@ -272,7 +272,8 @@ def test_a_weak_tag_is_waited_on_too(make_app):
 
 @pytest.mark.slow
 def test_hundreds_of_waiting_clients_do_not_starve_lookups(database, runner):
-    """200 clients hold Prefer: wait=30; plain lookups still answer; the waiters get the completion."""
+    """While 200 clients hold Prefer: wait=30, plain lookups still answer and the waiters get the
+    completion."""
     runner.invoke(args=["recordings", "seed-demo", "--count", "50"])
     with gunicorn(database, workers=5) as base:
         http(
