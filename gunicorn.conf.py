@@ -68,8 +68,8 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    # Everything the worker made while loading the app lives as long as the worker: out of the
-    # collector's sight, full collections stop walking it, and they no longer hold up a lookup.
+    # Everything the worker made while loading the app lives as long as the worker. Frozen out of the
+    # collector's sight, it is not walked by every full collection, which would hold up lookups.
     gc.freeze()
     # Once, from the first worker (after gevent has patched it: the master imports none of the app), and
     # beside it, not before it serves: a database that hangs must not hold up /healthz for its timeout.
