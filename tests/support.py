@@ -10,7 +10,7 @@ from recordings_service.extensions import db
 from recordings_service.work.worker import Worker
 
 # The API's documented example (docs/api.md), as the lookup answers it.
-EXAMPLE_BODY = {
+CONTRACT_BODY = {
     "recording_id": "conf_1234567890",
     "status": "completed",
     "duration": 342,

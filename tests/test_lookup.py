@@ -14,7 +14,7 @@ from recordings_service.persistence.models import Recording
 from recordings_service.recordings import public
 from testkit.config import config_for
 from testkit.proxy import RebootingProxy
-from tests.support import EXAMPLE_BODY, fixture_call
+from tests.support import CONTRACT_BODY, fixture_call
 
 URL = "/api/v1/voice/recordings/"
 
@@ -44,7 +44,7 @@ def test_completed_recording_answers_the_documented_example(client, add_recordin
 
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    assert response.json == EXAMPLE_BODY
+    assert response.json == CONTRACT_BODY
     # The documented field order, not sorted keys.
     assert list(response.json) == [
         "recording_id",

@@ -78,11 +78,8 @@ def fetch_audio(claim: queue.Claim) -> Outcome:
 def failed(
     claim: queue.Claim, error: str, failure: str = RECORDING_UNAVAILABLE, work: AudioWork | None = None
 ) -> Outcome:
-    """Decide what follows a failed attempt at fetching a leg's audio.
-
-    The job is tried again, with backoff, until AUDIO_FETCH_GIVE_UP has passed since the URL came. Then
-    the leg's audio fails with ``failure``.
-    """
+    """The rule for a failed attempt: again, with backoff, until AUDIO_FETCH_GIVE_UP has passed since
+    the URL came; then the leg's audio fails with ``failure``."""
     work = work or recorded.work_for(claim)
     if work is None:
         return Done()
