@@ -423,7 +423,7 @@ SETTINGS = (
     Setting("RECORDINGS_ENV", Choice(("development", "production", "testing")), "development", "Which configuration: development, production, or the test suite's (testing, which reads no other setting)."),  # noqa: E501
     # The database
     Setting("DATABASE_URL", DatabaseUrl(), "sqlite:///recordings.db", "The database; a relative SQLite path is in the instance folder.", required(), key="SQLALCHEMY_DATABASE_URI"),  # noqa: E501
-    Setting("DB_POOL_SIZE", Integer(1), "4", "Database connections each process (web worker, job worker) pools: README, \"Connection budget\"."),  # noqa: E501
+    Setting("DB_POOL_SIZE", Integer(1), "4", "Database connections each process (web worker, job worker) pools: docs/operations.md, \"Database connections\"."),  # noqa: E501
     Setting("DB_MAX_OVERFLOW", Integer(0), "0", "Connections a process may open beyond its pool."),
     Setting("DB_POOL_TIMEOUT", _POSITIVE, "5s", "How long a request waits for a pooled connection before its JSON 500."),
     Setting("DB_CONNECT_TIMEOUT", Duration(least=1, whole=True), "5s", "How long connecting to PostgreSQL may take."),
@@ -431,7 +431,7 @@ SETTINGS = (
     # The web server (gunicorn.conf.py)
     Setting("PORT", Integer(1, 65535), "8000", "Where gunicorn listens (0.0.0.0:PORT); in development also the port of the service's address outside a request (the worker, the CLI)."),  # noqa: E501
     Setting("WEB_CONCURRENCY", Integer(1), None, "gunicorn worker processes (unset: one a core)."),
-    Setting("GUNICORN_WORKER_CLASS", Choice(("gevent", "gthread")), "gevent", "gunicorn's worker class (README, \"Speed and survival\")."),  # noqa: E501
+    Setting("GUNICORN_WORKER_CLASS", Choice(("gevent", "gthread")), "gevent", "gunicorn's worker class (docs/production.md, \"Running it\")."),  # noqa: E501
     Setting("GUNICORN_CONNECTIONS", Integer(1), None, "Connections a gevent worker serves at once, held waits included (unset: 4096, lowered to the open-file limit with a warning; set above it, gunicorn refuses to start)."),  # noqa: E501
     Setting("GUNICORN_THREADS", Integer(1), "64", "Threads a gthread worker serves requests with."),
     Setting("GUNICORN_KEEPALIVE", Duration(least=1, whole=True), "5s", "How long a kept-alive connection waits for its next request (gevent: also the time a client has to send a request's headers)."),  # noqa: E501

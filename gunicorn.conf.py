@@ -30,14 +30,14 @@ except _ConfigError as _error:
     sys.exit(_error.message)
 
 bind = f"0.0.0.0:{_settings['PORT']}"
-# One a core: a gevent worker keeps its core busy by itself. (make bench, 2 cores, gevent: 2 workers served
-# about 1.4x the lookups 5 did, on SQLite and on PostgreSQL, with a third of the p99.)
+# One a core: a gevent worker keeps its core busy by itself, and more workers only take turns on the
+# same cores (bench/README.md, "Why the code is as it is").
 workers = _settings["WEB_CONCURRENCY"] or multiprocessing.cpu_count()
 # gevent: a connection costs a greenlet, not a thread, so clients holding `Prefer: wait` (up to 30 s),
 # idle keep-alive connections and slow senders cannot use up what callbacks and lookups need. What a
 # worker lets held waits take is WAIT_MAX_HELD (config.py). psycopg 3 and the standard library cooperate
-# with gevent once gunicorn has patched them. (GUNICORN_WORKER_CLASS=gthread is the measured alternative:
-# README, "Speed and survival".)
+# with gevent once gunicorn has patched them. GUNICORN_WORKER_CLASS=gthread is the alternative
+# (docs/production.md, "Running it").
 worker_class = _settings["GUNICORN_WORKER_CLASS"]
 threads = _settings["GUNICORN_THREADS"]  # gthread only
 # Kept-alive connections wait this long for their next request; with gevent it is also the time a
@@ -68,8 +68,8 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    # Everything the worker made while loading the app lives as long as the worker: out of the
-    # collector's sight, full collections stop walking it. (make bench: lookup p99 about 3x lower.)
+    # Everything the worker made while loading the app lives as long as the worker. Frozen out of the
+    # collector's sight, it is not walked by every full collection, which would hold up lookups.
     gc.freeze()
     # Once, from the first worker (after gevent has patched it: the master imports none of the app), and
     # beside it, not before it serves: a database that hangs must not hold up /healthz for its timeout.
@@ -92,7 +92,7 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
-# gunicorn's default (4094) answers a long id with its own HTML 414; the contract wants the JSON 404.
+# gunicorn's default (4094) answers a long id with its own HTML 414; the API answers the JSON 404.
 limit_request_line = 8190
 
 
@@ -101,7 +101,7 @@ def post_request(worker, req, environ, resp):
 
     A gevent worker switches greenlets only when one blocks; a client that sends its next request as
     soon as it has an answer (a poller, a proxy's pooled connection) would otherwise be served again
-    and again while the worker's other connections wait (make bench: p99 a quarter of what it was).
+    and again while the worker's other connections wait.
     """
     if worker_class == "gevent" and not resp.should_close():
         import gevent

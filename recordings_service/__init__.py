@@ -26,7 +26,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     app.config.from_mapping(config_class.settings())  # the environment, read now
     app.config.from_object(config_class)  # what the class itself sets (the tests' settings) on top
     config_class.check(app.config)
-    app.json.sort_keys = False  # keep the contract's field order
+    app.json.sort_keys = False  # keep the documented field order
     if app.config["TRUSTED_PROXY_COUNT"]:
         # The real client address (for VOICE_CALLBACK_ALLOWED_NETWORKS) is in X-Forwarded-For.
         count = app.config["TRUSTED_PROXY_COUNT"]

@@ -1,4 +1,4 @@
-"""The error contract: every error the service answers is JSON ``{"detail": "<text>"}``.
+"""Every error the service answers is JSON ``{"detail": "<text>"}``.
 
 HTTP errors (routing 404/405, aborts, validation) reach ``http_error`` through ``extensions.Api``, which
 flask-smorest registers on the app, not a blueprint, so routing errors get the same shape. A database
@@ -41,7 +41,7 @@ def _field_messages(messages: dict | list, prefix: str = "") -> Iterator[str]:
 
 
 def http_error(error: HTTPException):
-    """Answer ``error`` in the contract's shape, naming each bad field of a validation error."""
+    """Answer ``error`` as ``{"detail": ...}``, naming each bad field of a validation error."""
     data = getattr(error, "data", None) or {}
     if "messages" in data:
         # webargs keys its messages by location ("json", "query"...); the field names are what help.

@@ -43,7 +43,7 @@ class WholeNumber(ma.fields.Integer):
 
 
 class Timestamp(ma.fields.DateTime):
-    """A UTC timestamp in the contract's form, ``2024-01-15T10:00:00.000Z``."""
+    """A UTC timestamp in the API's form, ``2024-01-15T10:00:00.000Z``."""
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else format_timestamp(value)

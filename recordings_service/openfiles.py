@@ -12,9 +12,9 @@ import resource
 
 from config import ConfigError
 
-# Connections each worker serves at once, held waits (at most WAIT_MAX_HELD) and slow clients included:
-# a connection costs a greenlet and a socket. make faults (when it ran 5 workers): 2,500 held waits and
-# 5,000 byte-a-second senders took up to about 3,000 connections in one worker.
+# Connections each worker serves at once, held waits (at most WAIT_MAX_HELD) and slow clients included.
+# A connection costs only a greenlet and a socket, so there is room for crowds of both on one worker
+# (bench/README.md, "Why the code is as it is").
 DEFAULT_CONNECTIONS = 4096
 
 # Files a worker has open besides its clients: the listening socket, the database pool, logs, the

@@ -1,6 +1,8 @@
-"""A TCP proxy on loopback whose open connections can be made to die as after the server's host rebooted
-(a failover behind the same address, a NAT that forgot the flow): idle, they see nothing; the first bytes
-a client then sends are answered with a reset. Connections made afterwards reach the server."""
+"""A TCP proxy on loopback whose open connections can be made to die, as after the server's host rebooted.
+
+That is what a failover behind the same address or a NAT that forgot the flow looks like. Idle, the
+connections see nothing, and the first bytes a client then sends are answered with a reset.
+Connections made afterwards reach the server."""
 
 import socket
 import struct

@@ -24,7 +24,7 @@ def free_port() -> int:
 
     A port from that range (what binding port 0 gives) can be handed to an outgoing connection, a
     database's or a client's, between this check and the server's own bind, which then fails with
-    "Address already in use" (seen in CI: gunicorn gave up after 5 s)."""
+    "Address already in use"."""
     first_ephemeral = _first_ephemeral_port()
     if first_ephemeral - _LOWEST < 1000:  # a kernel handing out nearly every port: no safe range
         with socket.socket() as sock:

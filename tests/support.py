@@ -9,7 +9,7 @@ from recordings_service.devtools.simulation import RECORDED_CALL
 from recordings_service.extensions import db
 from recordings_service.work.worker import Worker
 
-# The contract's own example (shared/seed), as the lookup answers it.
+# The API's documented example (docs/api.md), as the lookup answers it.
 CONTRACT_BODY = {
     "recording_id": "conf_1234567890",
     "status": "completed",

@@ -1,4 +1,4 @@
-"""A real browser: headless Chromium runs the contract's client on a page of another origin.
+"""A real browser: headless Chromium runs a polling client on a page of another origin.
 
 The service is served as `make run` serves it, with API keys on; the page comes from a second loopback
 server on another port, so every lookup it makes is cross-origin, with a preflight for its
@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-# The contract's client (its `waitForRecording`), told where the service is and given a key.
+# A client that polls a recording (`waitForRecording`), told where the service is and given a key.
 PAGE = b"""<!doctype html>
 <meta charset="utf-8">
 <title>recordings client</title>
@@ -144,7 +144,7 @@ def browser():
 
 @pytest.fixture
 def key(make_app):
-    """The contract's example seeded, and an API key for the page."""
+    """The documented example seeded, and an API key for the page."""
     runner = make_app().test_cli_runner()
     assert runner.invoke(args=["recordings", "seed-demo", "--count", "0"]).exit_code == 0
     result = runner.invoke(args=["recordings", "create-api-key", "browser"])
@@ -166,7 +166,7 @@ def run_page(browser, url: str, script: str, arguments: list):
 
 
 def run_client(browser, page_origin: str, base: str, key: str):
-    """What the contract's client, on a page of ``page_origin``, gets for the contract's example."""
+    """What the client, on a page of ``page_origin``, gets for the documented example."""
     return run_page(browser, page_origin + "/", RUN_CLIENT, [base, key, "conf_1234567890"])
 
 

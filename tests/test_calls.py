@@ -318,8 +318,11 @@ def test_a_retry_while_the_first_request_waits_for_at_is_409(at_app, fake_at):
 
 
 def test_a_key_whose_first_start_died_before_at_answered_is_told_so_and_rings_nobody(at_app, fake_at):
-    """The process asking AT died (no answer recorded): past the wait a live start could take, a retry
-    is answered, for good, that the outcome is unknown; AT is not asked again."""
+    """A retry of a start whose process died before AT answered is told the outcome is unknown.
+
+    Once past the wait a live start could take, the retry gets that answer for good, and AT is not
+    asked again.
+    """
     fake_at.hang = True
     key = {"Idempotency-Key": "k-died"}
     first = threading.Thread(target=lambda: at_app.test_client().post(CALLS, json={"to": [A]}, headers=key))

@@ -11,7 +11,7 @@ def find_recording(recording_id: str) -> Recording:
     return db.session.execute(db.select(Recording).filter_by(recording_id=recording_id)).scalar_one()
 
 
-def test_seed_demo_adds_a_realistic_mix_and_the_contract_example(app, runner):
+def test_seed_demo_adds_a_realistic_mix_and_the_documented_example(app, runner):
     result = runner.invoke(args=["recordings", "seed-demo", "--count", "500"])
 
     assert result.exit_code == 0, result.output

@@ -34,7 +34,7 @@ def allowed_headers(response) -> set[str]:
 
 @pytest.fixture
 def browser_app(make_app):
-    """Keys on, the contract's example seeded, and a key for the page: (app, key)."""
+    """Keys on, the documented example seeded, and a key for the page: (app, key)."""
     app = make_app(API_AUTH_REQUIRED=True, CORS_ORIGINS=[APP])
     runner = app.test_cli_runner()
     assert runner.invoke(args=["recordings", "seed-demo", "--count", "0"]).exit_code == 0

@@ -1,5 +1,5 @@
-"""The production front: deploy/nginx.conf (Debian's nginx) before gunicorn, as README, "Production",
-runs them, with TRUSTED_PROXY_COUNT=1. Every request here goes through nginx.
+"""The production front: deploy/nginx.conf (Debian's nginx) before gunicorn, as docs/production.md,
+"gunicorn behind nginx", runs them, with TRUSTED_PROXY_COUNT=1. Every request here goes through nginx.
 
 Clients post callbacks from 127.0.0.5, a loopback address of their own, so that the client nginx sees
 is not nginx itself (127.0.0.1, as gunicorn sees it); only 127.0.0.5 may post callbacks.
@@ -37,7 +37,7 @@ RECORDED = fixture_call("recorded-call")
 @pytest.fixture(scope="module")
 def front(database, tmp_path_factory):
     """gunicorn (gunicorn.conf.py, 2 workers) behind nginx (deploy/nginx.conf), on a database holding the
-    contract's example and 10 demo rows."""
+    API's documented example and 10 demo rows."""
     app = create_app(config_for(database))
     with app.app_context():
         empty_tables()
@@ -76,7 +76,7 @@ def session(fields: dict, session_id: str) -> dict:
     return {**fields, "sessionId": session_id}
 
 
-def test_the_contract_lookup_through_the_front(front):
+def test_the_documented_lookup_through_the_front(front):
     found = request(front, "GET", LOOKUP + "conf_1234567890")
     missing = request(front, "GET", LOOKUP + "conf_9999999999")
     too_long = request(front, "GET", LOOKUP + "x" * 5000)  # reaches the app: its JSON 404
@@ -185,7 +185,7 @@ def test_no_nginx_log_line_holds_the_callback_token_when_gunicorn_is_down_or_the
         ("nginx's error pages themselves", "GET", "/.errors/500", None, {}, 404),
     ],
 )
-def test_nginx_refuses_with_the_json_error_contract(front, name, method, path, body, headers, status):
+def test_nginx_refuses_with_the_json_error(front, name, method, path, body, headers, status):
     seen_before = gunicorn_requests(front)
     answer = request(front, method, path, body, headers)
 

@@ -1,5 +1,8 @@
-"""Nothing a client sends makes the service drop a callback or answer 5xx: bodies over the limit, chunked
-or not, over real HTTP; odd values in every field; and random requests of every kind (hypothesis)."""
+"""Nothing a client sends makes the service drop a callback or answer 5xx.
+
+The tests send bodies over the limit, chunked or not, over real HTTP, odd values in every field, and
+random requests of every kind (hypothesis).
+"""
 
 import json
 import socket

@@ -1,4 +1,4 @@
-"""GET /api/v1/voice/recordings/<recording_id>, exactly as the contract (shared/seed) shows it."""
+"""GET /api/v1/voice/recordings/<recording_id>, exactly as docs/api.md shows it."""
 
 import logging
 from datetime import UTC, datetime, timedelta, timezone
@@ -29,7 +29,7 @@ def add_recording(app):
     return add
 
 
-def test_completed_recording_answers_the_contract_example(client, add_recording):
+def test_completed_recording_answers_the_documented_example(client, add_recording):
     add_recording(
         recording_id="conf_1234567890",
         status="completed",
@@ -45,7 +45,7 @@ def test_completed_recording_answers_the_contract_example(client, add_recording)
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     assert response.json == CONTRACT_BODY
-    # The contract's field order, not sorted keys.
+    # The documented field order, not sorted keys.
     assert list(response.json) == [
         "recording_id",
         "status",
@@ -99,7 +99,7 @@ def test_timestamps_keep_milliseconds_and_are_utc(client, add_recording):
     assert client.get(URL + "conf_tz").json["created_at"] == "2024-01-15T10:00:00.123Z"
 
 
-def test_missing_recording_is_404_with_the_contract_body(client):
+def test_missing_recording_is_404_with_the_documented_body(client):
     response = client.get(URL + "conf_0000000000")
 
     assert response.status_code == 404
@@ -141,7 +141,7 @@ def table_taken_away(app):
     rename("voice_recordings_away", "voice_recordings")
 
 
-def test_database_failure_is_500_with_the_contract_body_and_is_logged(client, table_taken_away, caplog):
+def test_database_failure_is_500_with_the_documented_body_and_is_logged(client, table_taken_away, caplog):
     with caplog.at_level(logging.ERROR):
         response = client.get(URL + "conf_1")
 
@@ -150,7 +150,7 @@ def test_database_failure_is_500_with_the_contract_body_and_is_logged(client, ta
     assert "conf_1" in caplog.text and "voice_recordings" in caplog.text  # the cause is in the log
 
 
-def test_unreachable_database_is_500_with_the_contract_body():
+def test_unreachable_database_is_500_with_the_documented_body():
     app = create_app(config_for("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"))
 
     response = app.test_client().get(URL + "conf_1")
@@ -328,7 +328,7 @@ def test_a_lookup_hands_its_connection_back_as_it_found_it(make_app):
 
 
 @pytest.mark.parametrize("raw", ["conf%0A1", "%C2%A2%17%0A%0D", "conf_1%0D"])
-def test_an_id_holding_a_line_break_is_the_contracts_404_not_a_405(client, raw):
+def test_an_id_holding_a_line_break_is_the_apis_404_not_a_405(client, raw):
     response = client.get(URL + raw)
 
     assert (response.status_code, response.json) == (404, {"detail": "Recording not found"})

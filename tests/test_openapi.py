@@ -223,7 +223,7 @@ def test_the_running_service_keeps_to_its_spec_under_every_check(database, runne
             "25",
             # One worker: schemathesis's workers are threads, and Python 3.11's ast module keeps one
             # recursion counter for all of them (CPython gh-106905), so two can fail a run with
-            # "SystemError: AST constructor recursion depth mismatch" (seen once in CI).
+            # "SystemError: AST constructor recursion depth mismatch".
             "--workers",
             "1",
             "--generation-database",

@@ -114,7 +114,7 @@ def test_a_wait_preference_the_server_cannot_read_is_ignored_and_answered_at_onc
 
 @pytest.mark.parametrize("if_none_match", ["*", "{etag}"])
 def test_a_completed_recording_is_answered_at_once_even_to_a_wait(client, runner, if_none_match):
-    runner.invoke(args=["recordings", "seed-demo", "--count", "0"])  # the contract's example: completed
+    runner.invoke(args=["recordings", "seed-demo", "--count", "0"])  # the documented example: completed
     etag = client.get(LOOKUP + "conf_1234567890").headers["ETag"]
 
     started = time.monotonic()
@@ -272,7 +272,8 @@ def test_a_weak_tag_is_waited_on_too(make_app):
 
 @pytest.mark.slow
 def test_hundreds_of_waiting_clients_do_not_starve_lookups(database, runner):
-    """200 clients hold Prefer: wait=30; plain lookups still answer; the waiters get the completion."""
+    """While 200 clients hold Prefer: wait=30, plain lookups still answer and the waiters get the
+    completion."""
     runner.invoke(args=["recordings", "seed-demo", "--count", "50"])
     with gunicorn(database, workers=5) as base:
         http(

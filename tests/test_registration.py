@@ -276,8 +276,9 @@ def test_odd_values_are_422_naming_the_field(app, client, body, field):
 
 @pytest.mark.slow
 def test_registrations_naming_the_same_sessions_in_opposite_orders_never_deadlock(app, database):
-    """100 pairs at once through gunicorn: each pair names the same 20 sessions, one registration in each
-    order (the more sessions, the likelier two transactions meet half-way); half the pairs register one
+    """100 pairs of registrations at once through gunicorn, each pair naming 20 sessions in both orders.
+
+    The more sessions, the likelier two transactions meet half-way. Half the pairs register one
     recording twice, half two recordings that then want the same sessions."""
 
     def register(recording_id: str, session_ids: list[str]) -> int:

@@ -22,7 +22,7 @@ def server(database, runner):
         yield base
 
 
-def test_the_contract_examples_over_http(server):
+def test_the_documented_examples_over_http(server):
     found = http("GET", server + "/api/v1/voice/recordings/conf_1234567890")
     missing = http("GET", server + "/api/v1/voice/recordings/conf_9999999999")
     too_long = http("GET", server + "/api/v1/voice/recordings/" + "x" * 5000)

@@ -55,7 +55,7 @@ def test_each_change_reaches_both_endpoints_signed_with_the_lookups_body(make_ap
     body = client.get(LOOKUP + "conf_hooked").json
     for receiver in (own, everything):
         for request in receiver.received:
-            # The receiver's own check, with the package the README shows.
+            # The receiver's own check, with the package docs/api.md shows.
             Webhook(SECRET).verify(request.body, request.headers)
             assert request.headers["Content-Type"] == "application/json" and "Cookie" not in request.headers
     sent = events_of(own)

@@ -1,5 +1,5 @@
-"""Realistic Africa's Talking call sequences, shaped like shared/fixtures/africastalking, and a client
-that posts them to a running service: for local development (``flask recordings simulate-call``)."""
+"""Realistic Africa's Talking call sequences, shaped like the callbacks AT posts, and a client that
+posts them to a running service: for local development (``flask recordings simulate-call``)."""
 
 import json
 import mimetypes

@@ -1,4 +1,4 @@
-"""UTC time, in one place: the clock, and the contract's timestamp form."""
+"""UTC time, in one place: the clock, and the API's timestamp form."""
 
 from datetime import UTC, datetime
 
@@ -9,5 +9,5 @@ def utcnow() -> datetime:
 
 
 def format_timestamp(value: datetime) -> str:
-    """Format ``value`` as the contract does: ``2024-01-15T10:00:00.000Z`` (UTC, milliseconds)."""
+    """Format ``value`` as the API does: ``2024-01-15T10:00:00.000Z`` (UTC, milliseconds)."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"

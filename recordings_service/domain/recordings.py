@@ -19,7 +19,7 @@ def is_valid_recording_id(value: str) -> bool:
 
 
 class Status(enum.StrEnum):
-    """Where a recording is in its life; the values are the public contract."""
+    """Where a recording is in its life; the values are part of the API."""
 
     RECORDING = "recording"  # the call is live and being recorded
     PROCESSING = "processing"  # the call is over: its audio is awaited, fetched, verified and stored
@@ -161,8 +161,9 @@ class RecordingState:
 def derive(legs: Iterable[Leg]) -> RecordingState:
     """What the legs say the recording is, regardless of what it was.
 
-    A leg that brought a URL decides: the longest such leg whose audio has not failed is the recording's
-    (the others are kept too); stored, it makes the recording completed, with the stored audio's length.
+    A leg that brought a URL decides. The longest such leg whose audio has not failed is the
+    recording's (the others are kept too). Once its audio is stored, the recording is completed, with
+    the stored audio's length.
     """
     heard = [leg for leg in legs if leg.facts.heard]
     recorded = [leg for leg in heard if leg.facts.recording_url]

@@ -71,8 +71,10 @@ def inspect(file: BinaryIO) -> AudioInfo:
 
 
 def _decode(file: BinaryIO) -> tuple[str, str, int, float] | None:
-    """Decode the first audio stream: (demuxer, codec, sample rate, seconds of samples decoded); None
-    when there is no audio stream."""
+    """Decode the first audio stream and return its demuxer, codec, sample rate and decoded seconds.
+
+    Return None when there is no audio stream.
+    """
     with av.open(file, "r", container_options=_OPTIONS) as container:
         if not container.streams.audio:
             return None

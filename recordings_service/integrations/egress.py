@@ -82,7 +82,7 @@ class BadStatus(EgressError):
     def __init__(self, status: int):
         super().__init__(f"the server answered HTTP {status}")
         self.status = status
-        # A fresh recording URL may answer 404 for a few seconds (shared/docs/africastalking-voice.md).
+        # A fresh recording URL may answer 404 for a few seconds (docs/africastalking.md).
         self.retryable = status in (404, 408, 425, 429) or status >= 500
 
 
@@ -408,13 +408,18 @@ def make_client(
     follow_redirects: bool = True,
     max_redirects: int = MAX_REDIRECTS,
 ) -> httpx.Client:
-    """An httpx client for URLs the service was given: every connection checked against ``policy``.
+    """Build an httpx client for URLs the service was given, every connection checked against ``policy``.
 
-    Timeouts on connect, read, write and pool waits, and ``deadline`` (seconds; None for none) on
-    each request whole, from connecting to the body's last byte, redirects included (resolving a
-    name is not cut short); redirects followed (each hop's URL and connection checked); no cookie
-    kept between requests; no credentials, proxy or ``.netrc`` taken from the environment; a
-    User-Agent naming the service. Close it (or use it in ``with``).
+    The client has:
+
+    - ``timeout`` on connect, read, write and pool waits;
+    - ``deadline`` (seconds, or None for none) on each request whole, from connecting to the body's
+      last byte, redirects included (resolving a name is not cut short);
+    - redirects followed, each hop's URL and connection checked;
+    - no cookie kept between requests, and no credentials, proxy or ``.netrc`` from the environment;
+    - a User-Agent naming the service.
+
+    Close it, or use it in ``with``.
     """
 
     def check_hop(request: httpx.Request) -> None:

@@ -1,11 +1,14 @@
 """Where the audio is kept: one interface, two backends (a local directory, S3-compatible storage).
 
-``storage_from_config`` picks the backend ``AUDIO_STORAGE_URL`` names: unset, ``<instance>/audio``;
-``file:///path``, that directory; ``s3://bucket/prefix``, object storage through boto3, which reads
-its own ``AWS_*`` settings (credentials, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` or
-``AWS_ENDPOINT_URL_S3`` for a store other than AWS).
+``storage_from_config`` picks the backend ``AUDIO_STORAGE_URL`` names:
 
-Both backends keep an object under the key the caller gives: writing a key again replaces its object,
+- unset: the directory ``<instance>/audio``;
+- ``file:///path``: that directory;
+- ``s3://bucket/prefix``: object storage through boto3, which reads its own ``AWS_*`` settings
+  (credentials, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL_S3`` for a store other
+  than AWS).
+
+Both backends keep an object under the key the caller gives. Writing a key again replaces its object,
 so a retried write never leaves two copies. ``put`` writes, then checks what the store holds (size
 and SHA-256) against what it was given, and only then returns what the caller records. Every failure
 of the store itself (unreachable, refused, out of space) is ``StorageUnavailable``: try again later.

@@ -1,6 +1,8 @@
-"""Engine set-up that the models do not show (SQLite made safe for several processes, PostgreSQL
-connections checked cheaply) and the ways statements run: one read (``single_read``; the lookup's own,
-``KeyedRead``), or one write transaction."""
+"""How the service talks to its database: the engine's set-up and the ways statements run.
+
+The set-up is what the models do not show: SQLite made safe for several processes, and PostgreSQL
+connections checked cheaply. A statement runs as one read (``single_read``, or ``KeyedRead`` for the
+lookup) or inside one write transaction (``write_transaction``)."""
 
 import collections
 import functools
@@ -54,11 +56,10 @@ def single_read(waiting: bool = False) -> Iterator[Connection]:
     One statement sees one consistent snapshot on its own; the transaction would only add round trips
     (PostgreSQL) or statements (SQLite) to the lookup, the request clients make most.
 
-    Reads take at most all but one of the pool's connections: however many lookups arrive at once,
-    a callback (a write) always finds a connection. The reads of requests asking to wait
-    (``waiting``) take at most a third of those: clients holding waits arrive in waves (their waits
-    end together, those told to come back later come back together), and a lookup must not queue
-    behind a wave of them.
+    Reads take at most all but one of the pool's connections, so a callback (a write) always finds
+    one, however many lookups arrive at once. Requests asking to wait (``waiting``) take at most a
+    third of those. Clients holding waits arrive in waves, since their waits end together and those
+    told to come back later come back together, and a lookup must not queue behind a wave of them.
     """
     reads = current_app.extensions["database_reads"]
     with reads.share(waiting), reads.engine.connect() as connection:
@@ -66,19 +67,22 @@ def single_read(waiting: bool = False) -> Iterator[Connection]:
 
 
 class KeyedRead:
-    """A SELECT of at most one row, run the short way: for the lookup, the request clients make most.
+    """A SELECT of at most one row, run on the driver's connection: the lookup's read.
 
-    SQLAlchemy's Connection, execution context and Result cost about 130 us a statement where the driver
-    itself takes 20: the lookup took 402 us in process through them, 322 us this way (SQLite,
-    bench/profile_lookup.py), and a gevent worker's CPU time per lookup under wrk went from about 1,040 to
-    770 us on PostgreSQL. This runs the SQL SQLAlchemy compiled for the statement on a connection of the
-    same pool and converts each column with its own type's result processor, as a Result would. What the
-    Connection did that matters here, it still does: the pool's checkout check and reset on return, no
-    transaction (autocommit on PostgreSQL, SQLite's own), the reads' share of the pool (``Reads``), and
-    errors raised as SQLAlchemy's ``DBAPIError``, a lost connection invalidated with the pool marked
-    stale, so that ``once_more_if_disconnected`` runs the request again on a fresh one. Statements with
-    parameters the driver cannot take as they are (expanding, or of a type that converts them) are refused
-    when first compiled.
+    SQLAlchemy's Connection and Result cost more than the lookup's own work, so this runs the SQL
+    SQLAlchemy compiled for the statement on a connection of the same pool, and converts each column
+    with its type's result processor, as a Result would (bench/README.md, "Why the code is as it is").
+
+    What the Connection did that matters here, it still does:
+
+    - the pool's checkout check, and its reset on return;
+    - no transaction (autocommit on PostgreSQL, SQLite's own);
+    - the reads' share of the pool (``Reads``);
+    - errors raised as SQLAlchemy's ``DBAPIError``. A lost connection is invalidated and the pool
+      marked stale, so that ``once_more_if_disconnected`` runs the request again on a fresh one.
+
+    A statement whose parameters the driver cannot take as they are (expanding, or of a type that
+    converts them) is refused when first compiled.
     """
 
     def __init__(self, statement: Select):
@@ -266,10 +270,12 @@ def init_app(app: Flask) -> None:
 
 
 class Reads:
-    """How ``single_read`` reads: ``engine``, the app's engine with the options of one statement outside
-    a transaction (set once here rather than on each connection a lookup checks out), and the shares of
-    the pool's connections reads may take: all but one, so a write always finds one; and of those,
-    waiting requests a third."""
+    """How reads run, and how much of the pool they may take.
+
+    ``engine`` is the app's engine with the options of one statement outside a transaction, set once
+    here rather than on each connection a lookup checks out. Reads take at most all but one of the
+    pool's connections, so a write always finds one. Waiting requests take at most a third of those.
+    """
 
     def __init__(self, engine: Engine, connections: int):
         if engine.dialect.name == "sqlite":
@@ -288,11 +294,12 @@ class Reads:
 
 
 def _bounded_semaphore(value: int):
-    """A bounded semaphore of threads, or of greenlets once gevent has patched ``threading`` (gunicorn's
-    gevent workers). threading's own, built on gevent's locks, hands the worker to every other greenlet
-    each time it is released (its Condition asks whether it holds its lock by trying to take it again,
-    and gevent yields on a failed try): each lookup was cut in two or three slices, each slice waiting
-    its turn behind every other request of the worker."""
+    """A bounded semaphore of threads, or of greenlets once gevent has patched ``threading``.
+
+    threading's own, built on gevent's locks, would hand the worker to every other greenlet each time
+    it is released (its Condition checks that it holds its lock by trying to take it again, and gevent
+    yields on a failed try), so a lookup would wait behind every other request of the worker.
+    """
     from gevent import monkey
 
     if monkey.is_module_patched("threading"):
@@ -313,10 +320,10 @@ def configure_engine(engine: Engine) -> None:
 def _configure_postgresql(engine: Engine) -> None:
     # A pooled connection that the server has closed (a restart, an idle timeout, a terminated backend)
     # must not reach a request. pool_pre_ping would find out with a SELECT 1 round trip per checkout,
-    # which doubled the lookup's cost; instead look at the socket: an idle connection has nothing to
-    # read, so readable means the server has sent its goodbye (or EOF). The pool then reconnects.
-    # A look that never waits: gevent's own poll (once a gevent worker has patched ``select``) would
-    # set up a watcher on its hub for it (py-spy under wrk: 2.5 % of a worker's time, against 0.4 % now).
+    # as costly as the lookup itself. Instead look at the socket: an idle connection has nothing to
+    # read, so readable means the server has sent its goodbye (or EOF), and the pool reconnects.
+    # The look never waits, so it uses the original poll: gevent's (once ``select`` is patched) would
+    # set up a watcher on its hub for every look.
     from gevent import monkey
 
     make_poll = monkey.get_original("select", "poll") if monkey.is_module_patched("select") else select.poll

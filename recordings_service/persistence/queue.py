@@ -1,12 +1,15 @@
-"""The durable queue of background work: each job is a row (``models.Job``) written in the same
-transaction as the fact that calls for it, so a committed fact always has its job, whatever crashes next.
+"""The durable queue of background work, one row a job (``models.Job``).
 
-A worker claims a due job by taking a lease on it in a short transaction: on PostgreSQL with
+A job is written in the same transaction as the fact that calls for it, so a committed fact always has
+its job, whatever crashes next.
+
+A worker claims a due job by taking a lease on it in a short transaction. On PostgreSQL the claim uses
 ``SELECT ... FOR UPDATE SKIP LOCKED``, so any number of workers on any number of machines never take the
-same job at once; on SQLite claims are write transactions (``BEGIN IMMEDIATE``), one at a time. The work
+same job at once. On SQLite claims are write transactions (``BEGIN IMMEDIATE``), one at a time. The work
 itself runs outside any transaction. A worker that dies lets its lease run out, and another takes the job.
-Its verbs: ``enqueue``, ``claim``, ``heartbeat`` (renew the leases in hand), and settling a job,
-``finish``, ``retry`` or ``fail``, after ``held`` has checked that the lease is still the settler's.
+
+The verbs are ``enqueue``, ``claim``, ``heartbeat`` (renew the leases in hand), and ``finish``, ``retry``
+or ``fail`` to settle a job, after ``held`` has checked that the lease is still the settler's.
 """
 
 import os

@@ -118,8 +118,10 @@ def _keep_for_removal(call: CallSession, stored: StoredAudio) -> None:
 
 
 def attempt_failed(job: Job, error: str, failure: str | None) -> None:
-    """In the settling transaction of the leg's fetch job: record a failed attempt; with ``failure``, the
-    leg's audio failed for good with it and its recording moves on."""
+    """Record a failed attempt at the leg's audio, in the settling transaction of its fetch job.
+
+    With ``failure``, the leg's audio has failed for good with it, and its recording moves on.
+    """
     call, recording = _leg(job)
     call.audio_error = error
     if failure is not None:

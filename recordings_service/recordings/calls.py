@@ -66,10 +66,13 @@ class StartInProgress(Exception):
 
 
 def request_hash(body: dict, caller: str = "") -> str:
-    """What an Idempotency-Key is kept with: the request's JSON in one canonical form (the same request
-    however its keys are ordered or spaced), and who sent it (``web.auth.caller``; "" with keys off and
-    from the CLI). A client using another's key is making another request: refused, never answered with
-    the other client's call."""
+    """Return the hash an Idempotency-Key is kept with, of the request's JSON and of who sent it.
+
+    The JSON is put in one canonical form, so the same request hashes the same however its keys are
+    ordered or spaced. The sender is ``web.auth.caller`` ("" with keys off and from the CLI). A client
+    using another's key is making another request, which is refused, never answered with the other
+    client's call.
+    """
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{caller}\n{canonical}".encode()).hexdigest()
 
@@ -218,8 +221,10 @@ def _digits(number: str) -> str:
 
 
 def _refused(recording: Recording, refusal: VoiceApiError | None, statuses: list[str]) -> Answer:
-    """AT placed none of the calls: the recording failed with AT's reason (unless a call of it was heard
-    from already); AT's error as the answer."""
+    """Answer AT's refusal to place any of the calls with AT's error.
+
+    The recording fails with AT's reason, unless a call of it was heard from already.
+    """
     reason = refusal.reason if refusal else ", ".join(statuses)
     state = start_refused(recording.state, [leg.leg for leg in sessions_of(recording)], reason)
     if state != recording.state:

@@ -111,9 +111,12 @@ def _stored(fields, digest, session_id, recording_pk, duplicate, remote_addr, no
 
 
 def _recording_for_session(report: CallReport, now: datetime) -> Recording:
-    """The recording the callback's session belongs to, locked: the one it is bound to; else the one
-    whose started call it is (AT's answer to the start not read yet); else a provisional one, named
-    after the session, that whoever names the session later adopts."""
+    """Return the recording the callback's session belongs to, locked.
+
+    That is the recording the session is bound to, or else the one whose started call it is (AT's
+    answer to the start not read yet), or else a provisional one named after the session, which
+    whoever names the session later adopts.
+    """
     session_id = report.session_id
     while True:  # again whenever another transaction moved the session while this one waited
         recording_pk = _owner(session_id)

@@ -28,7 +28,7 @@ from ..persistence.models import BigId, CallSession, Job, JobKind, Recording, UT
 
 
 class RecordingSchema(ma.Schema):
-    """A recording as clients see it (the lookup contract)."""
+    """A recording as clients see it (the documented lookup)."""
 
     recording_id = ma.fields.String(required=True, metadata={"example": "conf_1234567890"})
     status = ma.fields.Enum(Status, by_value=True, required=True, metadata={"example": "completed"})

@@ -39,9 +39,11 @@ class SessionConflict(Exception):
 
 
 def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -> list[str]:
-    """Bind AT ``session_ids`` to ``recording``, adopting those a provisional recording holds; return
-    those bound to another named recording, or to a deleted one (then nothing is adopted: the caller
-    gives up). A deleted recording's callbacks are redacted: adopting them would revive nothing true.
+    """Bind AT ``session_ids`` to ``recording``, and return those that belong elsewhere.
+
+    Sessions a provisional recording holds are adopted. Sessions bound to another named recording, or
+    to a deleted one, are returned, and then nothing is adopted and the caller gives up. A deleted
+    recording's callbacks are redacted, so adopting them would revive nothing true.
 
     Sessions are inserted in sorted order, so two transactions naming the same sessions wait for each
     other in the same order instead of each holding one the other needs (a deadlock on PostgreSQL).

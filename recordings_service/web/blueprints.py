@@ -1,8 +1,10 @@
-"""The Blueprint every API blueprint is made from: flask-smorest's, with a parser that answers JSON
-Python's parser will not read (nested too deeply: a RecursionError; a number of more than 4,300 digits:
-a ValueError) with a 400, like any other JSON that cannot be read, instead of a 500, and that refuses a
-query parameter or form field given more than once where its schema takes one value. And what a view
-says of the database failing under it."""
+"""The Blueprint every API blueprint is made from, and what a view says of the database failing under it.
+
+It is flask-smorest's Blueprint with a stricter parser. JSON that Python's parser will not read (nested
+too deeply, or a number of more than 4,300 digits) is a 400, like any other JSON that cannot be read,
+instead of a 500. A query parameter or form field given more than once where its schema takes one
+value is refused.
+"""
 
 import json
 from collections.abc import Callable
@@ -66,7 +68,7 @@ def on_database_error(detail: str) -> Callable:
 
 class PathOfAnyText(PathConverter):
     """Werkzeug's ``path``, line breaks included (its ``.`` stops at one): a recording id holding one
-    reaches the lookup, which answers it the contract's 404, instead of matching only the DELETE route,
+    reaches the lookup, which answers it the API's 404, instead of matching only the DELETE route,
     whose plain segment takes line breaks, and answering 405."""
 
     regex = "[^/][\\s\\S]*?"

@@ -20,8 +20,11 @@ class _TooSlow(Exception):
 
 
 def _deadline(seconds: float):
-    """A limit on the whole read: under gevent (how gunicorn.conf.py serves), a timeout that interrupts a
-    read blocked on the socket; elsewhere (the test client, a threaded server) no limit."""
+    """Return a limit on the whole read, or no limit where none can be set.
+
+    Under gevent (how gunicorn.conf.py serves) it is a timeout that interrupts a read blocked on the
+    socket. Elsewhere (the test client, a threaded server) there is no limit.
+    """
     from gevent import Timeout, monkey
 
     return Timeout(seconds, _TooSlow) if monkey.is_module_patched("socket") else nullcontext()

@@ -64,8 +64,11 @@ def _span(spec: str, length: int) -> tuple[int, int] | None:
 
 
 def range_applies(if_range: str | None, etag: str, last_modified: datetime | None) -> bool:
-    """Whether an ``If-Range`` lets the Range apply: absent, the current tag compared strongly, or the
-    very Last-Modified time (RFC 9110 13.1.5); otherwise the whole representation is sent."""
+    """Whether an ``If-Range`` lets the Range apply, or the whole representation must be sent.
+
+    The Range applies when ``If-Range`` is absent, names the current tag (compared strongly) or names
+    the very Last-Modified time (RFC 9110 13.1.5).
+    """
     if not if_range:
         return True
     validator = parse_if_range_header(if_range)

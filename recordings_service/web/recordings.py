@@ -151,10 +151,12 @@ def get_recording(recording_id: str):
 
 
 def _back_off(seconds: int) -> int:
-    """The Retry-After of a wait the worker could not hold (it holds all it may): longer than a
-    poller's, since clients over the budget asking again every RETRY_AFTER_SECONDS would take the
-    worker's time from callbacks and lookups; and between ``seconds`` and twice that, at random, since
-    the clients turned away together (a wave) must not all come back together (make faults)."""
+    """Return the Retry-After of a wait the worker could not hold, between ``seconds`` and twice that.
+
+    It is longer than a poller's, since clients over the budget asking again every RETRY_AFTER_SECONDS
+    would take the worker's time from callbacks and lookups. It is random, since the clients turned
+    away together (a wave) must not all come back together.
+    """
     return random.randint(seconds, 2 * seconds)
 
 

@@ -1,5 +1,7 @@
-"""The contract of a kind of job: a handler runs one attempt and returns its outcome (done, retry at a
-time, give up); the worker settles every outcome the same way (work/worker.py).
+"""What a kind of job provides: a handler that runs one attempt and returns its outcome.
+
+The outcome is done, retry at a time, or give up. The worker settles every outcome the same way
+(work/worker.py).
 
 A kind is one module that builds a ``Kind``, registered with one line in ``KINDS`` (work/kinds.py).
 """

@@ -1,11 +1,15 @@
-"""The ``deliver_webhook`` job: post one event to one endpoint, signed as Standard Webhooks prescribe
-(``webhook-id``, ``webhook-timestamp``, ``webhook-signature``, HMAC-SHA256 with WEBHOOK_SECRET).
+"""The ``deliver_webhook`` job: post one event to one endpoint, signed as Standard Webhooks prescribe.
 
-At least once: a 2xx is done; any other answer, a timeout (WEBHOOK_TIMEOUT_SECONDS bounds the whole
-exchange, headers included) or a connection refused is tried again on WEBHOOK_RETRY_SCHEDULE (Standard
-Webhooks': at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), then given up; ``410 Gone`` gives up at once, and so does an address the egress policy refuses. ``webhook-id`` is the
-event's, the same on every attempt, for the receiver to de-duplicate on. Redirects are not followed (a
-3xx is a failed attempt), and the client sends no cookie or credential of the service.
+The signature headers are ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature``
+(HMAC-SHA256 with WEBHOOK_SECRET). ``webhook-id`` is the event's, the same on every attempt, for the
+receiver to de-duplicate on.
+
+Delivery is at least once. A 2xx is done. Any other answer, a timeout (WEBHOOK_TIMEOUT_SECONDS bounds
+the whole exchange, headers included) or a refused connection is tried again on
+WEBHOOK_RETRY_SCHEDULE (Standard Webhooks' schedule: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
+10 h), then given up. ``410 Gone`` gives up at once, and so does an address the egress policy
+refuses. Redirects are not followed (a 3xx is a failed attempt), and the client sends no cookie or
+credential of the service.
 """
 
 import json

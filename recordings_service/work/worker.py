@@ -194,9 +194,11 @@ class Worker:
                 self._held.pop(claim.pk, None)
 
     def _survive(self, name: str, failures: int, backoff: float, what: str) -> int:
-        """In loop ``name``'s handler of an exception: log it (its traceback the first time in a row), start
-        a fresh session, wait longer with each of the ``failures`` in a row, up to ``backoff`` seconds;
-        the count of failures in a row."""
+        """Handle an exception in loop ``name`` and return the count of failures in a row.
+
+        It logs the exception (with its traceback the first time in a row), starts a fresh session and
+        waits, longer with each of the ``failures`` in a row, up to ``backoff`` seconds.
+        """
         if failures == 0:
             log.exception("%s: %s; trying again", name, what)
         else:

@@ -1,6 +1,6 @@
 """The callback Africa's Talking posts (a form of strings) and the XML it expects in answer.
 
-See shared/docs/africastalking-voice.md for what AT really sends.
+What AT really sends: docs/africastalking.md.
 """
 
 import re
