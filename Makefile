@@ -10,13 +10,25 @@ FLASK := $(BIN)/flask --app wsgi
 
 .PHONY: run dev test faults lint migrate bench docs clean
 
-# The venv is rebuilt only when a requirements file changes, so a second `make run` starts at once.
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+# One stamp a requirements file: `make run` installs only what running needs (requirements.txt); the
+# test tools come with `make test` (requirements-dev.txt), the benchmarks' other stacks with `make bench`
+# (requirements-bench.txt). Each is redone only when its file changes, so a second `make run` starts at once.
+$(BIN)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PIP) -r requirements.txt
 	touch $@
 
-migrate: $(BIN)/.installed  ## apply the database migrations (DATABASE_URL, or the local SQLite file)
+$(BIN)/.dev: $(BIN)/.runtime requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+$(BIN)/.bench: $(BIN)/.dev requirements-bench.txt
+	$(PIP) -r requirements-bench.txt
+	touch $@
+
+migrate: $(BIN)/.runtime  ## apply the database migrations (DATABASE_URL, or the local SQLite file)
 	$(FLASK) db upgrade
 
 # honcho gives each process a PORT of its own (the worker's is PORT+100); WEB_PORT tells the worker the web
@@ -31,10 +43,10 @@ dev: migrate  ## Flask's debug server on port $(PORT), reloading on change
 test: lint /usr/bin/chromium /usr/sbin/nginx  ## lint, then the test suite (PostgreSQL too when TEST_DATABASE_URL is set)
 	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
 
-faults: $(BIN)/.installed /usr/sbin/nginx  ## fault tests: stops and restarts the local PostgreSQL, kills workers
+faults: $(BIN)/.dev /usr/sbin/nginx  ## fault tests: stops and restarts the local PostgreSQL, kills workers
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
-lint: $(BIN)/.installed  ## ruff: lint and formatting
+lint: $(BIN)/.dev  ## ruff: lint and formatting
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -48,7 +60,7 @@ lint: $(BIN)/.installed  ## ruff: lint and formatting
 /usr/sbin/nginx:
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx
 
-bench: $(BIN)/.installed  ## benchmarks (bench/run.py): needs wrk, installed here when missing
+bench: $(BIN)/.bench  ## benchmarks (bench/run.py): needs wrk, installed here when missing
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python bench/run.py
 

@@ -18,10 +18,16 @@ CONTRACT_BODY = {
     "created_at": "2024-01-15T10:00:00.000Z",
     "processed_at": "2024-01-15T10:05:42.000Z",
     "failure_reason": None,
-    "audio_url": None,  # the service never held this one's audio: it was seeded
+    "audio_url": None,  # as the spec gives it, without audio stored here
     "audio_removed_at": None,
     "updated_at": "2024-01-15T10:05:42.000Z",
 }
+
+
+def seeded_contract_body(base: str) -> dict:
+    """The contract's example as ``seed-demo`` makes it, looked up at ``base``: its audio is stored here."""
+    return {**CONTRACT_BODY, "audio_url": f"{base}/api/v1/voice/recordings/conf_1234567890/audio"}
+
 
 FIXTURES = Path(__file__).parent / "fixtures" / "africastalking"
 

@@ -14,7 +14,7 @@ from playwright.sync_api import sync_playwright
 
 from testkit.media import RECORDED_CALL
 from testkit.servers import gunicorn, http
-from tests.support import CONTRACT_BODY, drain, fixture_call, recorded_call
+from tests.support import drain, fixture_call, recorded_call, seeded_contract_body
 
 pytestmark = pytest.mark.slow
 
@@ -174,7 +174,7 @@ def test_a_page_on_an_allowed_origin_reads_a_recording_with_its_key(database, ke
     with gunicorn(database, workers=1, API_AUTH_REQUIRED="true", CORS_ORIGINS=page_origin) as base:
         result = run_client(browser, page_origin, base, key)
 
-    assert result == CONTRACT_BODY
+    assert result == seeded_contract_body(base)
 
 
 def test_without_cors_for_its_origin_the_same_page_fails_to_fetch(database, key, browser, page_origin):

@@ -21,7 +21,7 @@ def test_seed_demo_adds_a_realistic_mix_and_the_documented_example(app, runner):
         example = find_recording("conf_1234567890")
         assert (example.status, example.duration) == ("completed", 342)
         statuses = {find_recording(f"conf_{n:010d}").status for n in range(500)}
-        assert statuses == {"recording", "processing", "completed", "failed"}
+        assert statuses == {"recording", "completed", "failed"}
         for n in range(500):
             row = find_recording(f"conf_{n:010d}")
             assert (row.recording_url is not None) == (row.status == "completed")

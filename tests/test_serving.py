@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from testkit.servers import gunicorn, http
-from tests.support import CONTRACT_BODY
+from tests.support import seeded_contract_body
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_the_documented_examples_over_http(server):
     too_long = http("GET", server + "/api/v1/voice/recordings/" + "x" * 5000)
 
     assert found[0] == 200
-    assert json.loads(found[2]) == CONTRACT_BODY
+    assert json.loads(found[2]) == seeded_contract_body(server)
     for status, headers, body in (missing, too_long):
         assert status == 404
         assert headers["Content-Type"] == "application/json"

@@ -2,6 +2,12 @@
 
 ``flask recordings seed-demo --count N`` adds them; a million rows go through the driver's bulk path
 (COPY on PostgreSQL) in well under a minute.
+
+Demo data keeps the rules real data keeps. A completed demo recording has its leg and, in the configured
+store, audio of its own (the bundled ``recorded-call.mp3``), which deleting it deletes as any other. No
+demo recording is processing: one would wait for audio from an AT URL that serves nothing, and the
+worker would fail it. Only the first ``AUDIO_ROWS`` demo rows may be completed, so that the store holds
+a file for each of at most that many; the older rows are failed or recording.
 """
 
 import itertools
@@ -9,14 +15,18 @@ import random
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, exists, func, select
 
-from ..domain.recordings import Status
+from ..domain.recordings import AudioStatus, Status
 from ..extensions import db
-from ..persistence.models import Recording
+from ..integrations.audio import inspect
+from ..integrations.storage import audio_key
+from ..persistence.models import CallSession, Recording
 
 # The contract's own example, so a new user's first curl answers as the documentation says.
 CONTRACT_EXAMPLE = {
@@ -28,9 +38,15 @@ CONTRACT_EXAMPLE = {
     "created_at": datetime(2024, 1, 15, 10, 0, 0, tzinfo=UTC),
     "updated_at": datetime(2024, 1, 15, 10, 5, 42, tzinfo=UTC),
     "processed_at": datetime(2024, 1, 15, 10, 5, 42, tzinfo=UTC),
+    "audio_session_id": "ATVId_conf_1234567890",
 }
 
-_DEMO_STATUSES = [Status.COMPLETED] * 7 + [Status.FAILED, Status.PROCESSING, Status.RECORDING]
+# The audio every completed demo leg stores a copy of.
+DEMO_AUDIO = Path(__file__).with_name("recorded-call.mp3")
+# Demo rows numbered from here on are never completed (the store would need a file for each).
+AUDIO_ROWS = 1000
+
+_DEMO_STATUSES = [Status.COMPLETED] * 8 + [Status.FAILED, Status.RECORDING]
 _DEMO_FAILURES = ["NO_ANSWER", "USER_BUSY", "CALL_REJECTED", "SUBSCRIBER_ABSENT", "NotAnswered"]
 
 
@@ -40,6 +56,9 @@ def demo_row(number: int, now: float, rng: random.Random) -> dict:
     ``now`` is a POSIX timestamp; a million rows are made per seeding, so this stays cheap.
     """
     status = _DEMO_STATUSES[rng.randrange(10)]
+    if status is Status.COMPLETED and number >= AUDIO_ROWS:
+        status = Status.FAILED
+    recording_id = f"conf_{number:010d}"
     duration = rng.randrange(30, 3600)
     # A minute apart going back from two hours ago, so that even the newest has had time to end.
     created = now - 7200 - 60 * number - rng.randrange(60)
@@ -47,9 +66,9 @@ def demo_row(number: int, now: float, rng: random.Random) -> dict:
     created_at = datetime.fromtimestamp(created, UTC)
     processed_at = ended_at if status is Status.COMPLETED else None
     return {
-        "recording_id": f"conf_{number:010d}",
+        "recording_id": recording_id,
         "status": status.value,
-        "duration": duration if status is Status.COMPLETED or status is Status.PROCESSING else None,
+        "duration": duration if status is Status.COMPLETED else None,
         "recording_url": (
             f"https://voice.africastalking.com/recording/{rng.getrandbits(48):012x}"
             if status is Status.COMPLETED
@@ -59,13 +78,15 @@ def demo_row(number: int, now: float, rng: random.Random) -> dict:
         "created_at": created_at,
         "updated_at": created_at if status is Status.RECORDING else ended_at,
         "processed_at": processed_at,
+        "audio_session_id": f"ATVId_{recording_id}" if status is Status.COMPLETED else None,
     }
 
 
 def seed_demo(count: int, now: datetime | None = None) -> int:
     """Add ``count`` demo recordings (``conf_0000000000`` upward) and the contract's example.
 
-    Existing ids are left as they are, so seeding twice adds nothing. Returns how many rows were added.
+    Existing ids are left as they are, so seeding twice adds nothing. Each completed one gets its leg,
+    its audio stored. Returns how many rows were added.
     """
     now = (now or datetime.now(UTC)).replace(microsecond=0).timestamp()
     rng = random.Random(20240115)  # the same demo data every time
@@ -78,8 +99,51 @@ def seed_demo(count: int, now: datetime | None = None) -> int:
         )
     )
     _bulk_insert_ignoring_conflicts(Recording.__table__, rows, unique="recording_id")
+    _store_audio_of_completed()
     db.session.commit()
     return count_recordings() - before
+
+
+def _store_audio_of_completed() -> None:
+    """Give each completed recording that lacks the leg it shows that leg, its copy of ``DEMO_AUDIO``
+    stored under the leg's own key (as the worker stores fetched audio)."""
+    lacking = select(Recording).where(
+        Recording.status == Status.COMPLETED,
+        Recording.audio_session_id.is_not(None),
+        Recording.deleted_at.is_(None),
+        ~exists().where(CallSession.session_id == Recording.audio_session_id),
+    )
+    recordings = db.session.execute(lacking).scalars().all()
+    if not recordings:
+        return
+    with DEMO_AUDIO.open("rb") as file:
+        found = inspect(file)
+    legs = [
+        CallSession(
+            session_id=recording.audio_session_id,
+            recording_pk=recording.pk,
+            heard=True,
+            ended=True,
+            ended_well=True,
+            duration=recording.duration,
+            recording_url=recording.recording_url,
+            url_received_at=recording.processed_at,
+            audio_status=AudioStatus.STORED,
+            audio_content_type=found.content_type,
+            audio_duration=round(found.seconds),
+            audio_stored_at=recording.processed_at,
+        )
+        for recording in recordings
+    ]
+    db.session.add_all(legs)
+    db.session.flush()  # the legs' keys name their audio
+    storage = current_app.extensions["audio_storage"]
+    for leg in legs:
+        with DEMO_AUDIO.open("rb") as file:
+            stored = storage.put(
+                audio_key(leg.recording_pk, leg.pk, found.extension), file, content_type=found.content_type
+            )
+        leg.audio_key, leg.audio_size, leg.audio_sha256 = stored.key, stored.size, stored.sha256
 
 
 def count_recordings() -> int:
