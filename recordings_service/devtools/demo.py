@@ -14,7 +14,7 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import Table, func, select
 
-from ..domain.recordings import Status
+from ..domain.rules import Status
 from ..extensions import db
 from ..persistence.models import Recording
 
