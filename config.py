@@ -483,7 +483,7 @@ SETTINGS = (
     Setting("WORK_FAILING_SECONDS", _POSITIVE, "5m", "How long one of the worker's loops may keep failing (the database down) before the worker exits 1 for its supervisor to restart it."),  # noqa: E501
     Setting("SWEEP_INTERVAL_SECONDS", _POSITIVE, "1m", "How often the worker fails recordings whose URL never came."),
     Setting("SWEEP_AFTER_SECONDS", _POSITIVE, "30m", "After how long without its URL a recording is failed."),
-    # Webhooks (recordings/events.py, work/webhooks.py)
+    # Webhooks (recordings/events.py, work/deliver_webhook.py)
     Setting("WEBHOOK_URL", Url(), None, "Where every recording's events are posted (besides its own status_callback_url); needs WEBHOOK_SECRET."),  # noqa: E501
     Setting("WEBHOOK_SECRET", WebhookSecret(), None, "The Standard Webhooks secret (whsec_...) events are signed with."),  # noqa: E501
     Setting("WEBHOOK_TIMEOUT_SECONDS", _POSITIVE, "10s", "How long one delivery attempt may take, on the wall clock, headers and body included."),

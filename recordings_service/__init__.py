@@ -67,11 +67,11 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from .extensions import api
-    from .web import callbacks, calls, ops, recordings
+    from .web import callbacks, calls, ops, voice
     from .web.blueprints import PathOfAnyText
 
     app.url_map.converters["path"] = PathOfAnyText
-    api.register_blueprint(recordings.blp)
+    api.register_blueprint(voice.blp)
     api.register_blueprint(calls.blp)
     api.register_blueprint(callbacks.blp)
     api.register_blueprint(ops.blp)

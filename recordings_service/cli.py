@@ -13,10 +13,10 @@ from config import parse_duration
 
 from . import devtools
 from .domain.clock import format_timestamp, utcnow
-from .domain.recordings import Status
+from .domain.rules import Status
 from .persistence import liveness, queue
 from .persistence.models import JobState
-from .recordings import calls, deletion, events, public
+from .recordings import call_starts, deletion, events, public
 from .recordings.lifecycle import replay, sweep
 from .recordings.public import recording_schema
 from .recordings.registration import RecordingDeleted
@@ -79,10 +79,10 @@ def start_call_command(to, dial, sequential, caller, recording_id, idempotency_k
     body = {key: value for key, value in request.items() if value is not None}
     try:
         start = start_call_from(CallStartSchema().load(body), current_app.config)
-        answer = calls.start_call(start, api, idempotency_key, calls.request_hash(body))
+        answer = call_starts.start_call(start, api, idempotency_key, call_starts.request_hash(body))
     except (ma.ValidationError, ValueError) as error:
         raise click.BadParameter(str(error)) from error
-    except (calls.KeyReused, calls.StartInProgress, RecordingDeleted) as error:
+    except (call_starts.KeyReused, call_starts.StartInProgress, RecordingDeleted) as error:
         raise click.ClickException(f"{type(error).__name__}: {error}") from error
     if answer.status >= 400:
         raise click.ClickException(answer.body["detail"])

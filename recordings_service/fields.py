@@ -8,7 +8,7 @@ import re
 import marshmallow as ma
 
 from .domain.clock import format_timestamp
-from .domain.recordings import RECORDING_ID_MAX_LENGTH, RECORDING_ID_PATTERN, is_valid_recording_id
+from .domain.rules import RECORDING_ID_MAX_LENGTH, RECORDING_ID_PATTERN, is_valid_recording_id
 
 RECORDING_ID_DOC = {"pattern": f"^{RECORDING_ID_PATTERN.pattern}$", "maxLength": RECORDING_ID_MAX_LENGTH}
 

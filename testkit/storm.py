@@ -3,7 +3,7 @@
 import random
 
 from recordings_service.devtools.simulation import OUTCOMES, call_sequence, new_session_id
-from recordings_service.domain.recordings import Status
+from recordings_service.domain.rules import Status
 
 
 def storm(

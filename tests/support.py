@@ -25,7 +25,7 @@ CONTRACT_BODY = {
 
 
 def seeded_contract_body(base: str) -> dict:
-    """The contract's example as ``seed-demo`` makes it, looked up at ``base``: its audio is stored here."""
+    """The API's documented example as ``seed-demo`` makes it, looked up at ``base``: its audio is stored here."""
     return {**CONTRACT_BODY, "audio_url": f"{base}/api/v1/voice/recordings/conf_1234567890/audio"}
 
 

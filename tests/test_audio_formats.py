@@ -1,11 +1,11 @@
-"""What integrations/audio.py takes for a recording: every format telephony systems write, at their
+"""What integrations/audio_format.py takes for a recording: every format telephony systems write, at their
 length, and nothing that is not audio or claims more audio than its bytes hold."""
 
 import tempfile
 
 import pytest
 
-from recordings_service.integrations.audio import InvalidAudio, inspect
+from recordings_service.integrations.audio_format import InvalidAudio, inspect
 from testkit.audio import (
     ACCEPTED,
     FIXTURES,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recordings_service.devtools.simulation import OUTCOMES, call_sequence, new_session_id
-from recordings_service.domain.recordings import (
+from recordings_service.domain.rules import (
     RECORDING_INVALID,
     RECORDING_UNAVAILABLE,
     URL_TIMEOUT,
@@ -27,7 +27,7 @@ from recordings_service.domain.recordings import (
     retry_delay,
     time_out,
 )
-from recordings_service.integrations.africastalking.callbacks import parse_callback
+from recordings_service.integrations.africastalking.callback_form import parse_callback
 from tests.support import fixture_call
 
 T0 = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
@@ -41,7 +41,7 @@ def parse(fields: dict[str, str]) -> CallReport:
 
 class Recording:
     """A recording folded in memory the way the service folds it in the database: callbacks
-    (lifecycle.ingest_callback) and the outcome of each leg's audio (recordings.audio)."""
+    (lifecycle.ingest_callback) and the outcome of each leg's audio (recordings.leg_audio)."""
 
     def __init__(self, session_ids):
         self.calls = {session_id: CallFacts() for session_id in session_ids}

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from recordings_service import create_app
-from recordings_service.domain.recordings import Status
+from recordings_service.domain.rules import Status
 from recordings_service.extensions import db
 from recordings_service.persistence.database import write_transaction
 from recordings_service.persistence.models import Recording

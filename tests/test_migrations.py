@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from recordings_service import create_app
-from recordings_service.domain.recordings import Status
+from recordings_service.domain.rules import Status
 from recordings_service.extensions import db
 from recordings_service.persistence.models import Recording
 from recordings_service.recordings import public

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from recordings_service.devtools.simulation import OUTCOMES, call_sequence, new_session_id
-from recordings_service.domain.recordings import Status, advance
+from recordings_service.domain.rules import Status, advance
 from recordings_service.extensions import db
 from recordings_service.persistence.models import StoredCallback
 from recordings_service.recordings import lifecycle

@@ -21,8 +21,7 @@ from recordings_service.extensions import db
 from recordings_service.persistence import liveness, queue
 from recordings_service.persistence.database import write_transaction
 from recordings_service.persistence.models import Job, WorkerProcess
-from recordings_service.work import audio as work_audio
-from recordings_service.work import webhooks as work_webhooks
+from recordings_service.work import deliver_webhook, fetch_audio
 from recordings_service.work import worker as worker_module
 from recordings_service.work.worker import Worker
 from testkit.config import config_for
@@ -326,7 +325,7 @@ def test_a_fetch_that_raises_counts_an_attempt_and_is_retried_then_given_up(make
     def broken(_file):
         raise RuntimeError("inspecting broke")
 
-    monkeypatch.setattr(work_audio, "inspect", broken)
+    monkeypatch.setattr(fetch_audio, "inspect", broken)
     assert drain(app) == 1
     [(state, attempts, leased_until)] = jobs(app)
     assert (state.value, attempts, leased_until) == ("pending", 1, None)  # due again, not left leased
@@ -353,11 +352,13 @@ def test_a_delivery_that_raises_counts_an_attempt_and_is_retried_then_given_up(m
     def broken(*_args, **_kwargs):
         raise RuntimeError("the client broke")
 
-    monkeypatch.setattr(work_webhooks.egress, "make_client", broken)
+    monkeypatch.setattr(deliver_webhook.egress, "make_client", broken)
     with app.app_context():
-        worker = Worker(app, kinds=[work_webhooks.KIND])
+        worker = Worker(app, kinds=[deliver_webhook.KIND])
         ran = [worker.drain() for _ in range(3)]
-        query = sa.select(Job.state, Job.attempts, Job.last_error).where(Job.kind == work_webhooks.KIND.name)
+        query = sa.select(Job.state, Job.attempts, Job.last_error).where(
+            Job.kind == deliver_webhook.KIND.name
+        )
         rows = db.session.execute(query).all()
         db.session.close()
 

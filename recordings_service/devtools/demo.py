@@ -1,4 +1,4 @@
-"""Demo data: realistic recordings for a new user's first ``make run``, and the contract's example.
+"""Demo data: realistic recordings for a new user's first ``make run``, and the API's documented example.
 
 ``flask recordings seed-demo --count N`` adds them; a million rows go through the driver's bulk path
 (COPY on PostgreSQL) in well under a minute.
@@ -22,13 +22,13 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import Table, exists, func, select
 
-from ..domain.recordings import AudioStatus, Status
+from ..domain.rules import AudioStatus, Status
 from ..extensions import db
-from ..integrations.audio import inspect
+from ..integrations.audio_format import inspect
 from ..integrations.storage import audio_key
 from ..persistence.models import CallSession, Recording
 
-# The contract's own example, so a new user's first curl answers as the documentation says.
+# The API's documented example, so a new user's first curl answers as docs/api.md says.
 CONTRACT_EXAMPLE = {
     "recording_id": "conf_1234567890",
     "status": Status.COMPLETED.value,
@@ -83,7 +83,7 @@ def demo_row(number: int, now: float, rng: random.Random) -> dict:
 
 
 def seed_demo(count: int, now: datetime | None = None) -> int:
-    """Add ``count`` demo recordings (``conf_0000000000`` upward) and the contract's example.
+    """Add ``count`` demo recordings (``conf_0000000000`` upward) and the API's documented example.
 
     Existing ids are left as they are, so seeding twice adds nothing. Each completed one gets its leg,
     its audio stored. Returns how many rows were added.
@@ -194,7 +194,7 @@ def _sqlite_value(value):
 @with_appcontext
 @click.option("--count", type=click.IntRange(0), default=1000, show_default=True)
 def seed_demo_command(count: int) -> None:
-    """Add COUNT realistic demo recordings (conf_0000000000 upward) and the contract's example.
+    """Add COUNT realistic demo recordings (conf_0000000000 upward) and the API's documented example.
 
     Ids that exist already are left alone, so running it again adds nothing.
     """

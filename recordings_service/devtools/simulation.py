@@ -20,7 +20,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..domain.recordings import Status
+from ..domain.rules import Status
 from ..recordings import public
 
 # What each kind of call ends as: (status, failure_reason).

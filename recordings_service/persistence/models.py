@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..domain.clock import utcnow
-from ..domain.recordings import (
+from ..domain.rules import (
     FAILURE_REASON_MAX_LENGTH,
     RECORDING_ID_MAX_LENGTH,
     AudioStatus,
@@ -134,7 +134,7 @@ class Recording(db.Model):
     def __repr__(self) -> str:
         return f"<Recording {self.recording_id} {self.status}>"
 
-    # What the lifecycle rules decide (domain.recordings.RecordingState).
+    # What the lifecycle rules decide (domain.rules.RecordingState).
     state = ColumnsAs(RecordingState)
 
 
@@ -166,7 +166,7 @@ class CallSession(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    # What became of the leg's recording, once its URL came (domain.recordings.LegAudio).
+    # What became of the leg's recording, once its URL came (domain.rules.LegAudio).
     url_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the give-up counts from it
     audio_status: Mapped[AudioStatus | None] = mapped_column(_enum(AudioStatus, "audio_status"))
     audio_failure: Mapped[str | None] = mapped_column(String(32))
@@ -179,7 +179,7 @@ class CallSession(db.Model):
     audio_stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     audio_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention or deletion
 
-    # What the session's callbacks taught (domain.recordings.CallFacts).
+    # What the session's callbacks taught (domain.rules.CallFacts).
     facts = ColumnsAs(CallFacts)
 
     @property
@@ -234,8 +234,8 @@ class WebhookEvent(db.Model):
 class JobKind(enum.StrEnum):
     """The kinds of background work, each run by its handler in work/."""
 
-    FETCH_AUDIO = "fetch_audio"  # fetch, verify and store a leg's recording (work/audio.py)
-    DELIVER_WEBHOOK = "deliver_webhook"  # post one event to one endpoint, signed (work/webhooks.py)
+    FETCH_AUDIO = "fetch_audio"  # fetch, verify and store a leg's recording (work/fetch_audio.py)
+    DELIVER_WEBHOOK = "deliver_webhook"  # post one event to one endpoint, signed (work/deliver_webhook.py)
 
 
 class JobState(enum.StrEnum):

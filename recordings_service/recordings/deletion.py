@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from ..domain.clock import utcnow
-from ..domain.recordings import AudioStatus
-from ..integrations.africastalking.callbacks import redacted
+from ..domain.rules import AudioStatus
+from ..integrations.africastalking.callback_form import redacted
 from ..integrations.storage import Storage, StorageError
 from ..persistence import queue
 from ..persistence.database import single_read, write_transaction

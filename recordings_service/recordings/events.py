@@ -1,6 +1,6 @@
 """Telling clients: each change of a recording's status becomes an event, written in the transaction of
 the change, and one delivery job per endpoint (the recording's ``status_callback_url`` and WEBHOOK_URL).
-The worker posts them, signed (work/webhooks.py). Every change of state goes through ``set_state``.
+The worker posts them, signed (work/deliver_webhook.py). Every change of state goes through ``set_state``.
 
 An event is ``{"type": "recording.completed", "timestamp": ..., "data": <the lookup's body>}``; the body
 carries ``status`` and ``updated_at``, so a receiver can drop an event older than what it has.
@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..domain.clock import format_timestamp, utcnow
-from ..domain.recordings import RecordingState, Status
+from ..domain.rules import RecordingState, Status
 from ..extensions import db
 from ..integrations import egress
 from ..persistence import queue

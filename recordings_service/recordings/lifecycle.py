@@ -1,9 +1,9 @@
 """Callbacks applied to recordings: live, replayed from storage, and the sweep of stuck recordings.
 
-Live ingestion and replay fold the same rules (``domain.recordings``) over the same callbacks in the
+Live ingestion and replay fold the same rules (``domain.rules``) over the same callbacks in the
 same order, and take each leg's audio as the workers left it, so a replay ends where live ended.
 
-A callback that brings a leg's recording URL also writes the job that fetches it (``recordings.audio``),
+A callback that brings a leg's recording URL also writes the job that fetches it (``recordings.leg_audio``),
 in the same transaction: a 2xx to Africa's Talking means the fetch will happen.
 """
 
@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select
 
 from ..domain.clock import utcnow
-from ..domain.recordings import (
+from ..domain.rules import (
     OUTBOUND,
     STARTED_CALL_MATCH_WINDOW,
     CallReport,
@@ -27,10 +27,10 @@ from ..domain.recordings import (
     time_out,
 )
 from ..extensions import db
-from ..integrations.africastalking.callbacks import redacted
+from ..integrations.africastalking.callback_form import redacted
 from ..persistence.database import insert_ignoring_conflicts, single_read, write_transaction
 from ..persistence.models import CallSession, Recording, StoredCallback
-from . import audio, events, public
+from . import events, leg_audio, public
 from .locks import create_or_lock_recording, find_and_lock, lock_recording, sessions_of
 from .rebuild import rebuild
 from .registration import name_leg
@@ -84,7 +84,7 @@ def ingest_callback(
         session.add(_stored(fields, digest, report.session_id, recording.pk, duplicate, remote_addr, now))
         if not duplicate:
             call.facts = call.facts.learn(report)
-            audio.await_audio(call, now)
+            leg_audio.await_audio(call, now)
             events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions]))
         taken = Ingested(
             recording.recording_id,

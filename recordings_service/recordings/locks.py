@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from ..domain.recordings import Status
+from ..domain.rules import Status
 from ..extensions import db
 from ..persistence.database import insert_ignoring_conflicts
 from ..persistence.models import CallSession, Recording

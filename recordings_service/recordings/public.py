@@ -21,7 +21,7 @@ from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import Row, bindparam, func, literal, select, tuple_
 from werkzeug.http import generate_etag
 
-from ..domain.recordings import AudioStatus, Status, is_valid_recording_id
+from ..domain.rules import AudioStatus, Status, is_valid_recording_id
 from ..fields import Timestamp
 from ..persistence.database import KeyedRead, single_read
 from ..persistence.models import BigId, CallSession, Job, JobKind, Recording, UTCDateTime
@@ -65,7 +65,7 @@ class RecordingSchema(ma.Schema):
 
 recording_schema = RecordingSchema()
 
-# Where the primary leg's audio is served (web/recordings.py routes it).
+# Where the primary leg's audio is served (web/voice.py routes it).
 AUDIO_PATH = "/api/v1/voice/recordings/{recording_id}/audio"
 
 

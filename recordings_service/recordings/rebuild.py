@@ -5,7 +5,7 @@ audio as the workers left it. Replay does this to every recording; live ingestio
 from sqlalchemy import select
 
 from ..domain.clock import utcnow
-from ..domain.recordings import (
+from ..domain.rules import (
     URL_TIMEOUT,
     CallFacts,
     Leg,
@@ -15,9 +15,9 @@ from ..domain.recordings import (
     time_out,
 )
 from ..extensions import db
-from ..integrations.africastalking.callbacks import parse_callback
+from ..integrations.africastalking.callback_form import parse_callback
 from ..persistence.models import Recording, StoredCallback
-from . import audio, events
+from . import events, leg_audio
 from .locks import sessions_of
 
 
@@ -54,7 +54,7 @@ def rebuild(recording: Recording) -> bool:
     now = utcnow()
     for session_id, call in sessions.items():
         call.facts = facts[session_id]
-        audio.await_audio(call, now)  # a URL with no audio nor job (a restored database, say) gets them
+        leg_audio.await_audio(call, now)  # a URL with no audio nor job (a restored database, say) gets them
     current = [call.leg for call in sessions.values()]
     state = advance(state, current)
     if recording.failure_reason == URL_TIMEOUT:

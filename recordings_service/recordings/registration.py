@@ -14,7 +14,7 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain.clock import utcnow
-from ..domain.recordings import Status
+from ..domain.rules import Status
 from ..extensions import db
 from ..persistence.database import insert_ignoring_conflicts, write_transaction
 from ..persistence.models import CallSession, Job, Recording, StoredCallback, WebhookEvent

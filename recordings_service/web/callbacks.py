@@ -14,9 +14,9 @@ from urllib.parse import parse_qsl
 from flask import Response, current_app, g, request
 from flask_smorest import abort
 
-from ..domain.recordings import CallReport
+from ..domain.rules import CallReport
 from ..errors import ErrorSchema
-from ..integrations.africastalking.callbacks import CallbackSchema, actions_xml
+from ..integrations.africastalking.callback_form import CallbackSchema, actions_xml
 from ..recordings.lifecycle import ingest_callback
 from .auth import public
 from .blueprints import Blueprint, on_database_error

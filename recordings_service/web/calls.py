@@ -6,7 +6,7 @@ from flask import Response, current_app, request, url_for
 from flask_smorest import abort
 
 from ..errors import ErrorSchema
-from ..recordings import calls, events
+from ..recordings import call_starts, events
 from ..recordings.registration import RecordingDeleted
 from .auth import caller
 from .blueprints import Blueprint, on_database_error
@@ -26,14 +26,14 @@ IDEMPOTENCY_KEY = {
 KEY_MAX_LENGTH = 255
 
 
-def start_call_from(body: dict, config) -> calls.CallStart:
+def start_call_from(body: dict, config) -> call_starts.CallStart:
     """The start a loaded ``CallStartSchema`` body asks for; ValueError says what is missing."""
-    caller = body.get("from_number") or config["AT_VOICE_NUMBER"]
-    if not caller:
+    from_number = body.get("from_number") or config["AT_VOICE_NUMBER"]
+    if not from_number:
         raise ValueError("from: no AT number to call from (give one, or set AT_VOICE_NUMBER)")
-    return calls.CallStart(
+    return call_starts.CallStart(
         to=body["to"],
-        caller=caller,
+        caller=from_number,
         dial=body.get("dial"),
         sequential=body.get("sequential"),
         recording_id=body.get("recording_id"),
@@ -77,10 +77,12 @@ def start_call(body: dict):
         except events.UnusableEndpoint as refusal:
             abort(422, message=f"Invalid request: status_callback_url: {refusal}")
     try:
-        answer = calls.start_call(start, api, key, calls.request_hash(request.get_json(), caller()))
-    except calls.KeyReused:
+        answer = call_starts.start_call(
+            start, api, key, call_starts.request_hash(request.get_json(), caller())
+        )
+    except call_starts.KeyReused:
         abort(422, message="This Idempotency-Key came with another request: use a new key for a new start")
-    except calls.StartInProgress:
+    except call_starts.StartInProgress:
         abort(
             409,
             message="The first request with this Idempotency-Key is under way",

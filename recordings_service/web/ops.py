@@ -13,7 +13,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..domain.recordings import Status
+from ..domain.rules import Status
 from ..errors import ErrorSchema
 from ..persistence import queue
 from ..persistence.database import check_writable, single_read

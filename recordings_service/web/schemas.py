@@ -1,7 +1,7 @@
 """marshmallow schemas of the recordings API's request bodies, queries and pages.
 
 The recording's own body is ``recordings.public.RecordingSchema``; the callback form is
-``integrations.africastalking.callbacks.CallbackSchema``.
+``integrations.africastalking.callback_form.CallbackSchema``.
 """
 
 import base64
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import marshmallow as ma
 
-from ..domain.recordings import Status
+from ..domain.rules import Status
 from ..fields import (
     PHONE_NUMBER_DOC,
     RECORDING_ID_DOC,

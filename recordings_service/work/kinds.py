@@ -1,5 +1,5 @@
 """The kinds of job the worker runs: one line each (work/jobs.py says what a kind is)."""
 
-from . import audio, webhooks
+from . import deliver_webhook, fetch_audio
 
-KINDS = [audio.KIND, webhooks.KIND]
+KINDS = [fetch_audio.KIND, deliver_webhook.KIND]

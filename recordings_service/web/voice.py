@@ -11,9 +11,9 @@ from flask_smorest import abort
 from werkzeug.datastructures import ContentRange
 from werkzeug.http import parse_dict_header
 
-from ..domain.recordings import Status, is_valid_recording_id
+from ..domain.rules import Status, is_valid_recording_id
 from ..errors import ErrorSchema
-from ..integrations.audio import CONTENT_TYPES
+from ..integrations.audio_format import CONTENT_TYPES
 from ..integrations.storage import ObjectNotFound, StorageError
 from ..recordings import deletion, events, public
 from ..recordings.public import AudioFile, LegsSchema, RecordingSchema

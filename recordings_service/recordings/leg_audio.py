@@ -1,5 +1,5 @@
 """A leg's audio: the job that fetches it once Africa's Talking gives its URL, and what the job's outcome
-does to the leg and its recording. (The fetching, verifying and storing is the worker's: work/audio.py.)
+does to the leg and its recording. (The fetching, verifying and storing is the worker's: work/fetch_audio.py.)
 """
 
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from ..domain.clock import utcnow
-from ..domain.recordings import AudioStatus, advance
+from ..domain.rules import AudioStatus, advance
 from ..extensions import db
 from ..persistence import queue
 from ..persistence.database import single_read

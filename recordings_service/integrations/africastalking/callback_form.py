@@ -9,7 +9,7 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 
 import marshmallow as ma
 
-from ...domain.recordings import DURATION_MAX_SECONDS, CallReport
+from ...domain.rules import DURATION_MAX_SECONDS, CallReport
 from ...fields import RECORDING_ID_DOC, WholeNumber, validate_recording_id
 
 # AT sends an empty recordingUrl when nothing was recorded; anything else must be an http(s) address: a

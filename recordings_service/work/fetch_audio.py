@@ -1,5 +1,5 @@
 """The ``fetch_audio`` job: fetch a leg's recording from the URL AT gave, verify it is audio, store it,
-and record the outcome (recordings/audio.py).
+and record the outcome (recordings/leg_audio.py).
 
 A failed attempt (404, 5xx, a timeout, a cut body) is tried again, with exponential backoff and jitter,
 until AUDIO_FETCH_GIVE_UP has passed since the URL came; then the leg's audio is ``recording_unavailable``.
@@ -20,14 +20,13 @@ import httpx
 from flask import current_app
 
 from ..domain.clock import utcnow
-from ..domain.recordings import RECORDING_INVALID, RECORDING_UNAVAILABLE, retry_delay
+from ..domain.rules import RECORDING_INVALID, RECORDING_UNAVAILABLE, retry_delay
 from ..integrations import egress, storage
-from ..integrations.audio import InvalidAudio, inspect
+from ..integrations.audio_format import InvalidAudio, inspect
 from ..persistence import queue
 from ..persistence.models import Job, JobKind
-from ..recordings import audio as recorded
-from ..recordings import deletion
-from ..recordings.audio import AudioWork, StoredAudio
+from ..recordings import deletion, leg_audio
+from ..recordings.leg_audio import AudioWork, StoredAudio
 from .jobs import Done, GiveUp, Kind, Outcome, Retry
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ _rng = random.Random()
 
 def fetch_audio(claim: queue.Claim) -> Outcome:
     """Run one attempt of a fetch job."""
-    work = recorded.work_for(claim)
+    work = leg_audio.work_for(claim)
     if work is None:  # the leg no longer waits for audio (stored by an earlier attempt, or deleted)
         return Done()
     config = current_app.config
@@ -80,7 +79,7 @@ def failed(
 ) -> Outcome:
     """The rule for a failed attempt: again, with backoff, until AUDIO_FETCH_GIVE_UP has passed since
     the URL came; then the leg's audio fails with ``failure``."""
-    work = work or recorded.work_for(claim)
+    work = work or leg_audio.work_for(claim)
     if work is None:
         return Done()
     give_up = timedelta(seconds=current_app.config["AUDIO_FETCH_GIVE_UP"])
@@ -115,7 +114,7 @@ def record(job: Job, outcome: Outcome) -> Callable[[], None] | None:
         case Done(detail=None):  # nothing was fetched: the leg no longer waited
             return None
         case Done(detail=stored):
-            if recorded.audio_stored(job, stored):
+            if leg_audio.audio_stored(job, stored):
                 log.info(
                     "stored the audio of leg %s: %s, %d bytes, %d s",
                     job.session_pk,
@@ -126,16 +125,16 @@ def record(job: Job, outcome: Outcome) -> Callable[[], None] | None:
                 return None
             return functools.partial(_remove_unwanted, stored.key, job.recording_pk)
         case Retry(reason=reason):
-            recorded.attempt_failed(job, reason, None)
+            leg_audio.attempt_failed(job, reason, None)
         case GiveUp(reason=reason, detail=failure):
-            recorded.attempt_failed(job, reason, failure)
+            leg_audio.attempt_failed(job, reason, failure)
     return None
 
 
 def unheld(claim: queue.Claim, outcome: Outcome) -> Callable[[], None] | None:
     """What becomes of a fetch whose job is no longer held: audio it stored that nobody wants is deleted."""
     match outcome:
-        case Done(detail=StoredAudio() as stored) if recorded.unwanted(claim, stored):
+        case Done(detail=StoredAudio() as stored) if leg_audio.unwanted(claim, stored):
             return functools.partial(_remove_unwanted, stored.key, claim.recording_pk)
     return None
 
@@ -156,7 +155,7 @@ KIND = Kind(
     fetch_audio,
     failed,
     threads="WORKER_CONCURRENCY",
-    lock=recorded.lock,
+    lock=leg_audio.lock,
     record=record,
     unheld=unheld,
 )

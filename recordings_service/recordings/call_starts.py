@@ -20,7 +20,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..domain.clock import utcnow
-from ..domain.recordings import AT_QUEUED, OUTBOUND, start_refused
+from ..domain.rules import AT_QUEUED, OUTBOUND, start_refused
 from ..extensions import db
 from ..integrations.africastalking.voice_api import Entry, NoAnswer, VoiceApi, VoiceApiError
 from ..persistence.database import insert_ignoring_conflicts, write_transaction
