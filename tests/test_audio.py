@@ -5,13 +5,15 @@ that fetch a recording, with the 22 kHz recorded call and with 8 kHz MP3 and WAV
 """
 
 import hashlib
+import io
 import time
 
 import pytest
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
-from recordings_service.persistence.models import Job
+from recordings_service.integrations.storage import ObjectNotFound
+from recordings_service.persistence.models import CallSession, Job
 from testkit.audio import (
     ACCEPTED,
     EVERYDAY,
@@ -19,6 +21,7 @@ from testkit.audio import (
     HTML_PAGE,
     MP3_8K,
     RECORDED,
+    WAV_8K,
     broken_mp4,
     broken_wavpack,
     lying_flac,
@@ -405,3 +408,99 @@ def test_a_url_that_cannot_serve_by_waiting_fails_at_once(app, client, media, se
 
     assert (body["status"], body["failure_reason"]) == ("failed", "recording_unavailable")
     assert (the_leg(client)["attempts"], the_job(app)) == (1, ("failed", 1))
+
+
+def call_of(session_id: str, url: str) -> list[dict]:
+    """The shared recorded call's callbacks, as the session ``session_id`` whose recording is at ``url``."""
+    return [
+        {**fields, "sessionId": session_id, **({"recordingUrl": url} if "recordingUrl" in fields else {})}
+        for fields in fixture_call("recorded-call")
+    ]
+
+
+def wait_for(condition, seconds: float) -> float:
+    """Seconds until ``condition()`` held; fails the test if it did not within ``seconds``."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < seconds, "gave up waiting"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_urls_trickling_their_answer_hold_no_fetch_past_its_deadline(
+    make_app, database, storage_settings, media
+):
+    from testkit.servers import worker
+
+    deadline, threads = 1.0, 4
+    app = make_app(**storage_settings, **FAST_RETRIES)
+    client = app.test_client()
+    # As many URLs as the worker has fetching threads, each sending its headers a byte every 50 ms.
+    slow = [f"ATVId_trickle_{n}" for n in range(threads)]
+    for session_id in slow:
+        post_call(client, call_of(session_id, media.trickle(f"/{session_id}.mp3")))
+    settings = {
+        **storage_settings,
+        "WORKER_CONCURRENCY": str(threads),
+        "AUDIO_FETCH_DEADLINE": str(deadline),
+        "AUDIO_FETCH_RETRY_BASE_SECONDS": "0.01",
+        "AUDIO_FETCH_RETRY_MAX_SECONDS": "0.02",
+    }
+    with worker(database, **settings):
+        wait_for(lambda: all(media.fetches(f"/{session_id}.mp3") for session_id in slow), 30)
+        post_call(client, recorded_call(media))  # every thread is held by a trickling URL now
+        took = wait_for(lambda: client.get(LOOKUP + SESSION).json["status"] == "completed", deadline * 10)
+
+    assert took < deadline * 3
+    assert media.trickled and all(seconds < deadline * 2 for seconds in media.trickled), media.trickled
+    for session_id in slow:  # each attempt ended as a timeout does: tried again
+        [leg] = client.get(LOOKUP + session_id + "/legs").json["items"]
+        assert leg["audio"]["status"] == "pending" and "Timeout" in leg["audio"]["last_error"]
+
+
+def audio_keys(app, *session_ids: str) -> list[str | None]:
+    with app.app_context():
+        return [
+            db.session.execute(sa.select(CallSession.audio_key).filter_by(session_id=session_id)).scalar_one()
+            for session_id in session_ids
+        ]
+
+
+def test_legs_whose_session_ids_make_one_name_keep_their_own_audio(app, client, media):
+    # Keyed by session id and extension, both would be "ATVId_col.mp3".
+    mp3, wav = "ATVId_col", "ATVId_col.mp3"
+    post_call(client, call_of(mp3, media.serve_file("/col.mp3")))
+    post_call(client, call_of(wav, media.serve_file("/col.wav", WAV_8K.path, WAV_8K.content_type)))
+
+    drain(app)
+
+    keys = audio_keys(app, mp3, wav)
+    for session_id, body in ((mp3, SOURCE), (wav, WAV_8K.data)):
+        assert client.get(LOOKUP + session_id).json["status"] == "completed"
+        assert client.get(LOOKUP + session_id + "/audio").data == body
+    assert client.delete(LOOKUP + wav).status_code == 204
+    assert client.get(LOOKUP + mp3 + "/audio").data == SOURCE  # deleting one left the other's audio
+    assert keys[0].endswith(".mp3") and keys[1].endswith(".wav"), keys  # an extension always
+
+
+def test_audio_stored_under_an_earlier_key_is_still_served_and_deleted(app, client, media):
+    # Audio stored before keys were named by primary keys keeps its key: the leg's row says where it is.
+    post_call(client, recorded_call(media))
+    drain(app)
+    storage = app.extensions["audio_storage"]
+    earlier = f"{SESSION}.mp3"
+    [key] = audio_keys(app, SESSION)
+    storage.put(earlier, io.BytesIO(SOURCE), content_type="audio/mpeg")
+    storage.delete(key)
+    with app.app_context():
+        db.session.execute(sa.update(CallSession).filter_by(session_id=SESSION).values(audio_key=earlier))
+        db.session.commit()
+
+    audio = client.get(LOOKUP + SESSION + "/audio")
+    deleted = client.delete(LOOKUP + SESSION)
+
+    assert audio.status_code == 200 and audio.data == SOURCE
+    assert deleted.status_code == 204
+    with pytest.raises(ObjectNotFound):
+        storage.stat(earlier)
