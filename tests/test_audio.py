@@ -20,6 +20,7 @@ from testkit.audio import (
     HALF_SECOND,
     HTML_PAGE,
     MP3_8K,
+    PHONE,
     RECORDED,
     WAV_8K,
     broken_mp4,
@@ -504,3 +505,32 @@ def test_audio_stored_under_an_earlier_key_is_still_served_and_deleted(app, clie
     assert deleted.status_code == 204
     with pytest.raises(ObjectNotFound):
         storage.stat(earlier)
+
+
+def final_saying(duration: str, url: str) -> list[dict]:
+    """The shared recorded call, its recording at ``url``, AT saying the call lasted ``duration``."""
+    calls = fixture_call("recorded-call")
+    final = {
+        **calls[-1],
+        "durationInSeconds": duration,
+        "dialDurationInSeconds": duration,
+        "recordingUrl": url,
+    }
+    return [*calls[:-1], final]
+
+
+def test_audio_longer_than_its_call_is_not_a_recording_of_it(app, client, media):
+    post_call(client, final_saying("10", media.serve_file("/long.mp3", PHONE.path, PHONE.content_type)))
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["failure_reason"]) == ("failed", "recording_invalid")
+    assert "30 s of audio, longer than its 10 s call" in the_leg(client)["last_error"]
+
+
+def test_audio_as_long_as_its_call_completes(app, client, media):
+    post_call(client, final_saying("30", media.serve_file("/call.mp3", PHONE.path, PHONE.content_type)))
+
+    body = settle(app, client, SESSION)
+
+    assert (body["status"], body["duration"]) == ("completed", PHONE.duration)

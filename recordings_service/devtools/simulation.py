@@ -21,6 +21,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..domain.rules import Status
+from ..integrations.audio_format import InvalidAudio, inspect
 from ..recordings import public
 
 # What each kind of call ends as: (status, failure_reason).
@@ -41,10 +42,12 @@ def call_sequence(
     outcome: str = "recorded",
     rng: random.Random | None = None,
     recording_url: str | None = None,
+    seconds: int | None = None,
 ) -> list[dict[str, str]]:
     """Return the form posts AT makes for one call of ``outcome``, in the order it sends them.
 
-    A recorded call's URL is ``recording_url``, or one shaped like AT's (which nothing here can fetch).
+    A recorded call's URL is ``recording_url``, or one shaped like AT's (which nothing here can fetch);
+    its bridged leg lasts ``seconds``, the recording's length, when known.
     """
     rng = rng or random.Random()
     started = datetime.now(UTC).strftime("%Y-%m-%d+%H:%M:%S")
@@ -60,7 +63,7 @@ def call_sequence(
     ringing = {"isActive": "1", **common, "callSessionState": "Ringing"}
     final = {"isActive": "0", **common, "currencyCode": "KES"}
     if outcome in ("recorded", "no-url"):
-        duration = rng.randrange(20, 3600)
+        duration = seconds if seconds is not None else rng.randrange(20, 3600)
         final |= {
             "callSessionState": "Completed",
             "status": "Success",
@@ -143,6 +146,15 @@ def serving_a_recording(recording: Path = RECORDED_CALL) -> Iterator[str]:
         server.server_close()
 
 
+def _length(recording: Path) -> int | None:
+    """The recording's whole seconds, for the call to say it lasted; None for a file that is not audio."""
+    try:
+        with recording.open("rb") as file:
+            return round(inspect(file).seconds)
+    except InvalidAudio:
+        return None
+
+
 def simulate_call(
     base_url: str,
     recording_id: str,
@@ -171,7 +183,9 @@ def simulate_call(
         callback_url = f"{base_url}/api/v1/voice/callback" + (
             f"?{urllib.parse.urlencode({'token': token})}" if token else ""
         )
-        for fields in call_sequence(session_id, outcome, recording_url=recording_url):
+        for fields in call_sequence(
+            session_id, outcome, recording_url=recording_url, seconds=_length(recording)
+        ):
             form = urllib.parse.urlencode(fields).encode()
             status, text = _request(callback_url, form, {"Content-Type": "application/x-www-form-urlencoded"})
             state = fields.get("callSessionState")

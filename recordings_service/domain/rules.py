@@ -65,6 +65,7 @@ class CallReport:
     call_status: str | None = None  # AT's ``status`` of the call (Success, NotAnswered...), not a Status
     hangup_cause: str | None = None
     duration: int | None = None  # dialDurationInSeconds (the bridged, recorded leg) when present
+    call_duration: int | None = None  # durationInSeconds: the whole call, ringing included
     recording_url: str | None = None  # None when AT sent nothing or an empty string
     direction: str | None = None  # Inbound, or Outbound for a call placed through AT's Voice API
     # callerNumber and destinationNumber as AT sent them. AT's documentation puts the phone user's
@@ -85,6 +86,7 @@ class CallFacts:
     ended: bool = False
     ended_well: bool = False
     duration: int | None = None
+    call_duration: int | None = None
     recording_url: str | None = None
     failure_reason: str | None = None
 
@@ -96,10 +98,17 @@ class CallFacts:
             ended=self.ended or ended_now,
             ended_well=self.ended_well or well,
             duration=_max(self.duration, report.duration),
+            call_duration=_max(self.call_duration, report.call_duration),
             recording_url=self.recording_url or report.recording_url,
             failure_reason=self.failure_reason
             or (_failure_reason(report) if ended_now and not well else None),
         )
+
+
+def longer_than_its_call(seconds: float, call_duration: int | None) -> bool:
+    """Whether audio of ``seconds`` cannot be a recording of a call AT says lasted ``call_duration``."""
+    # AT counts whole seconds, and no recording outlasts its call: a margin for rounding, no more.
+    return call_duration is not None and seconds > call_duration * 1.1 + 5
 
 
 def _ended_well(report: CallReport) -> bool:

@@ -161,6 +161,7 @@ class CallSession(db.Model):
     ended: Mapped[bool] = mapped_column(Boolean, default=False)
     ended_well: Mapped[bool] = mapped_column(Boolean, default=False)
     duration: Mapped[int | None] = mapped_column(Integer)
+    call_duration: Mapped[int | None] = mapped_column(Integer)
     recording_url: Mapped[str | None] = mapped_column(Text)
     failure_reason: Mapped[str | None] = mapped_column(String(FAILURE_REASON_MAX_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -34,6 +34,7 @@ class AudioWork:
     session_id: str
     url: str
     url_received_at: datetime
+    call_duration: int | None  # what AT said the whole call lasted, once it said
 
 
 def work_for(claim: queue.Claim) -> AudioWork | None:
@@ -44,6 +45,7 @@ def work_for(claim: queue.Claim) -> AudioWork | None:
             CallSession.session_id,
             CallSession.recording_url,
             CallSession.url_received_at,
+            CallSession.call_duration,
         )
         .join(Recording, Recording.pk == CallSession.recording_pk)
         .where(CallSession.pk == claim.session_pk, CallSession.audio_status == AudioStatus.PENDING)

@@ -20,7 +20,7 @@ import httpx
 from flask import current_app
 
 from ..domain.clock import utcnow
-from ..domain.rules import RECORDING_INVALID, RECORDING_UNAVAILABLE, retry_delay
+from ..domain.rules import RECORDING_INVALID, RECORDING_UNAVAILABLE, longer_than_its_call, retry_delay
 from ..integrations import egress, storage
 from ..integrations.audio_format import InvalidAudio, inspect
 from ..persistence import queue
@@ -61,6 +61,9 @@ def fetch_audio(claim: queue.Claim) -> Outcome:
             return failed(claim, str(error), RECORDING_UNAVAILABLE, work)
         except InvalidAudio as error:
             message = f"{work.url} served {fetched.content_type or 'no type'}: {error}"
+            return _gave_up(work, message, RECORDING_INVALID)
+        if longer_than_its_call(found.seconds, work.call_duration):
+            message = f"{work.url} served {found.seconds:.0f} s of audio, longer than its {work.call_duration} s call"
             return _gave_up(work, message, RECORDING_INVALID)
         key = storage.audio_key(claim.recording_pk, claim.session_pk, found.extension)
         try:

@@ -77,6 +77,7 @@ class CallbackSchema(ma.Schema):
             hangup_cause=data.get("hangup_cause") or None,
             # The bridged leg is what Dial recorded; the whole call includes ringing.
             duration=dial_duration if dial_duration is not None else data.get("duration"),
+            call_duration=data.get("duration"),
             recording_url=data.get("recording_url") or None,
             direction=data.get("direction") or None,
             numbers=tuple(n for n in (data.get("caller_number"), data.get("destination_number")) if n),
