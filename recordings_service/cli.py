@@ -13,7 +13,7 @@ from config import parse_duration
 
 from . import devtools
 from .domain.clock import format_timestamp, utcnow
-from .domain.rules import Status
+from .domain.rules import Status, is_valid_recording_id
 from .persistence import liveness, queue
 from .persistence.models import JobState
 from .recordings import call_starts, deletion, events, public
@@ -25,6 +25,14 @@ from .web.calls import start_call_from
 from .web.schemas import CallStartSchema
 from .work.worker import Worker
 
+
+def _a_possible_recording_id(_ctx, _param, recording_id: str) -> str:
+    """``recording_id``, or the not-found error for an id no recording can have (one holding a NUL, say)."""
+    if not is_valid_recording_id(recording_id):
+        raise click.ClickException(f"recording {recording_id!r} not found")
+    return recording_id
+
+
 recordings_cli = AppGroup("recordings", help="Inspect and manage voice recordings.")
 
 
@@ -34,7 +42,7 @@ def init_app(app: Flask) -> None:
 
 
 @recordings_cli.command("show")
-@click.argument("recording_id")
+@click.argument("recording_id", callback=_a_possible_recording_id)
 def show(recording_id: str) -> None:
     """Print one recording as the API returns it."""
     rendered = public.read(recording_id)
@@ -200,7 +208,7 @@ def jobs_command(state: str | None, limit: int) -> None:
 
 
 @recordings_cli.command("delete")
-@click.argument("recording_id")
+@click.argument("recording_id", callback=_a_possible_recording_id)
 def delete_command(recording_id: str) -> None:
     """Delete RECORDING_ID: every leg's stored audio, the phone numbers and URLs it kept, the recording.
 
@@ -213,7 +221,7 @@ def delete_command(recording_id: str) -> None:
 
 
 @recordings_cli.command("deliveries")
-@click.argument("recording_id")
+@click.argument("recording_id", callback=_a_possible_recording_id)
 def deliveries_command(recording_id: str) -> None:
     """List the webhook deliveries of RECORDING_ID's events: state, attempts, last answer (deleted ones too)."""
     found = events.deliveries(recording_id, include_deleted=True)

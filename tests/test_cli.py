@@ -76,3 +76,12 @@ def test_list_rejects_an_unknown_status(runner):
 
     assert result.exit_code == 2
     assert "done" in result.output
+
+
+def test_commands_naming_a_recording_answer_not_found_for_an_id_no_recording_can_have(runner):
+    for command in ("show", "delete", "deliveries"):
+        result = runner.invoke(args=["recordings", command, "conf_\x00x"])
+
+        assert result.exit_code == 1, (command, result.output)
+        assert isinstance(result.exception, SystemExit), (command, result.exception)  # no traceback
+        assert "not found" in result.output, (command, result.output)
