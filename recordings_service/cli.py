@@ -99,7 +99,7 @@ def start_call_command(to, dial, sequential, caller, recording_id, idempotency_k
 
 @recordings_cli.command("replay")
 def replay_command() -> None:
-    """Rebuild every call session and recording from the stored callbacks.
+    """Rebuild every leg and recording from the stored callbacks.
 
     Ends in the state live processing reached; prints the recordings that differed, if any.
     """

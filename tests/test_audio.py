@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from recordings_service.extensions import db
 from recordings_service.integrations.storage import ObjectNotFound
-from recordings_service.persistence.models import CallSession, Job
+from recordings_service.persistence.models import Job, Leg
 from testkit.audio import (
     ACCEPTED,
     EVERYDAY,
@@ -463,7 +463,7 @@ def test_urls_trickling_their_answer_hold_no_fetch_past_its_deadline(
 def audio_keys(app, *session_ids: str) -> list[str | None]:
     with app.app_context():
         return [
-            db.session.execute(sa.select(CallSession.audio_key).filter_by(session_id=session_id)).scalar_one()
+            db.session.execute(sa.select(Leg.audio_key).filter_by(session_id=session_id)).scalar_one()
             for session_id in session_ids
         ]
 
@@ -495,7 +495,7 @@ def test_audio_stored_under_an_earlier_key_is_still_served_and_deleted(app, clie
     storage.put(earlier, io.BytesIO(SOURCE), content_type="audio/mpeg")
     storage.delete(key)
     with app.app_context():
-        db.session.execute(sa.update(CallSession).filter_by(session_id=SESSION).values(audio_key=earlier))
+        db.session.execute(sa.update(Leg).filter_by(session_id=SESSION).values(audio_key=earlier))
         db.session.commit()
 
     audio = client.get(LOOKUP + SESSION + "/audio")

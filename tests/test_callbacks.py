@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recordings_service.extensions import db
-from recordings_service.persistence.models import CallSession, Job, Recording, StoredCallback
+from recordings_service.persistence.models import Job, Leg, Recording, StoredCallback
 from tests.support import empty_tables, fixture_call
 
 CALLBACK = "/api/v1/voice/callback"
@@ -92,9 +92,7 @@ def test_a_url_that_comes_later_is_shown_and_its_audio_awaited(app, client):
 
 def jobs(app) -> list[tuple]:
     with app.app_context():
-        query = sa.select(Job.kind, Job.state, CallSession.session_id).join(
-            CallSession, CallSession.pk == Job.session_pk
-        )
+        query = sa.select(Job.kind, Job.state, Leg.session_id).join(Leg, Leg.pk == Job.leg_pk)
         return [(kind, state.value, session_id) for kind, state, session_id in db.session.execute(query)]
 
 
@@ -320,7 +318,7 @@ def test_when_the_database_fails_the_callback_is_a_500_not_an_acknowledgement(ap
     assert RECORDED_ID in caplog.text
     # Nothing half-done: no recording or session was left behind by the failed transaction.
     with app.app_context():
-        assert db.session.execute(sa.select(sa.func.count()).select_from(CallSession)).scalar_one() == 0
+        assert db.session.execute(sa.select(sa.func.count()).select_from(Leg)).scalar_one() == 0
     # Posted again once the database is back, it is taken.
     assert client.post(CALLBACK, data=RECORDED[-1]).status_code == 200
     assert outcome(client, RECORDED_ID) == EXPECTED[RECORDED_ID]

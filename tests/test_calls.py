@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from recordings_service.domain.clock import utcnow
 from recordings_service.extensions import db
 from recordings_service.logs import RedactSecrets, keep_secret, keep_secrets, redact
-from recordings_service.persistence.models import CallSession, IdempotencyKey, Recording, WebhookEvent
+from recordings_service.persistence.models import IdempotencyKey, Leg, Recording, WebhookEvent
 from recordings_service.recordings.lifecycle import replay
 from tests.support import drain
 
@@ -247,7 +247,7 @@ def test_a_repeated_idempotency_key_places_no_second_call(at_app, at_client, fak
     assert "Idempotency-Key" in other.json["detail"]
     assert fake_at.calls == 2  # the first start and the unkeyed one
     with at_app.app_context():
-        assert db.session.execute(sa.select(sa.func.count()).select_from(CallSession)).scalar_one() == 2
+        assert db.session.execute(sa.select(sa.func.count()).select_from(Leg)).scalar_one() == 2
 
 
 def test_a_client_using_another_clients_idempotency_key_gets_nothing_of_theirs(make_app, fake_at):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from recordings_service.domain.clock import utcnow
 from recordings_service.extensions import db
 from recordings_service.integrations.storage import ObjectNotFound, StorageUnavailable
-from recordings_service.persistence.models import CallSession, Job, Recording, StoredCallback
+from recordings_service.persistence.models import Job, Leg, Recording, StoredCallback
 from recordings_service.recordings import deletion
 from recordings_service.recordings.deletion import remove_deleted_audio, remove_expired_audio
 from testkit.receiver import Receiver
@@ -49,7 +49,7 @@ def snapshot(app, recording_id: str) -> dict:
     """Everything stored of ``recording_id``: the row, its legs, its callbacks, its audio objects."""
     with app.app_context():
         recording = db.session.execute(sa.select(Recording).filter_by(recording_id=recording_id)).scalar_one()
-        legs = db.session.execute(sa.select(CallSession).filter_by(recording_pk=recording.pk)).scalars().all()
+        legs = db.session.execute(sa.select(Leg).filter_by(recording_pk=recording.pk)).scalars().all()
         callbacks = (
             db.session.execute(sa.select(StoredCallback).filter_by(recording_pk=recording.pk)).scalars().all()
         )
@@ -71,7 +71,7 @@ def test_delete_removes_the_audio_and_the_personal_data_and_nothing_else(app, cl
     with app.app_context():
         stored_keys = (
             db.session.execute(
-                sa.select(CallSession.audio_key).join(Recording).where(Recording.recording_id == "conf_gone")
+                sa.select(Leg.audio_key).join(Recording).where(Recording.recording_id == "conf_gone")
             )
             .scalars()
             .all()
@@ -197,7 +197,7 @@ def test_retention_removes_old_audio_and_keeps_the_recording(app, client, media)
     storage = app.extensions["audio_storage"]
     with app.app_context():
         old, new = (
-            db.session.execute(sa.select(CallSession).filter_by(session_id=sid)).scalar_one()
+            db.session.execute(sa.select(Leg).filter_by(session_id=sid)).scalar_one()
             for sid in ("ATVId_old", "ATVId_new")
         )
         old.audio_stored_at -= timedelta(days=31)  # stored a month ago
@@ -230,7 +230,7 @@ def test_the_worker_applies_retention(make_app, database, media, tmp_path):
     recorded(client, media, "conf_old", ["ATVId_old"])
     drain(app)
     with app.app_context():
-        old = db.session.execute(sa.select(CallSession).filter_by(session_id="ATVId_old")).scalar_one()
+        old = db.session.execute(sa.select(Leg).filter_by(session_id="ATVId_old")).scalar_one()
         old.audio_stored_at -= timedelta(days=2)
         db.session.commit()
     settings = {
@@ -303,7 +303,7 @@ def test_every_worker_answers_404_within_the_cache_bound_after_a_deletion(make_a
 
 def stored_keys(app, recording_id: str) -> list[str]:
     with app.app_context():
-        query = sa.select(CallSession.audio_key).join(Recording).where(Recording.recording_id == recording_id)
+        query = sa.select(Leg.audio_key).join(Recording).where(Recording.recording_id == recording_id)
         return [key for key in db.session.execute(query).scalars() if key]
 
 

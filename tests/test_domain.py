@@ -15,10 +15,10 @@ from recordings_service.domain.rules import (
     RECORDING_UNAVAILABLE,
     URL_TIMEOUT,
     AudioStatus,
-    CallFacts,
     CallReport,
-    Leg,
     LegAudio,
+    LegFacts,
+    LegState,
     RecordingState,
     Status,
     advance,
@@ -44,15 +44,16 @@ class Recording:
     (lifecycle.ingest_callback) and the outcome of each leg's audio (recordings.leg_audio)."""
 
     def __init__(self, session_ids):
-        self.calls = {session_id: CallFacts() for session_id in session_ids}
+        self.calls = {session_id: LegFacts() for session_id in session_ids}
         self.audio: dict[str, LegAudio] = {}
         self.state = RecordingState()
         self.history = [self.state]
 
     @property
-    def legs(self) -> list[Leg]:
+    def legs(self) -> list[LegState]:
         return [
-            Leg(session_id, facts, self.audio.get(session_id)) for session_id, facts in self.calls.items()
+            LegState(session_id, facts, self.audio.get(session_id))
+            for session_id, facts in self.calls.items()
         ]
 
     def take(self, callback: CallReport) -> None:
@@ -156,7 +157,7 @@ def test_a_call_that_ended_well_without_url_is_processing_until_the_url_comes():
     assert (recording.state.status, recording.state.processed_at) == (Status.COMPLETED, T1)
 
 
-def test_call_session_state_on_a_live_request_does_not_end_the_call():
+def test_leg_state_on_a_live_request_does_not_end_the_call():
     # Since 2021 AT sends callSessionState on every request; only isActive=0 ends a call.
     live = parse({"isActive": "1", "sessionId": "ATVId_a", "callSessionState": "Completed"})
 
@@ -181,7 +182,7 @@ def test_a_successful_call_of_zero_seconds_is_a_failure():
 
 def test_stored_audio_completes_a_failed_recording_but_nothing_changes_a_completed_one():
     failed = RecordingState(Status.FAILED, failure_reason=URL_TIMEOUT)
-    leg = Leg("ATVId_a", CallFacts(heard=True, ended=True, duration=30, recording_url="https://x/1"))
+    leg = LegState("ATVId_a", LegFacts(heard=True, ended=True, duration=30, recording_url="https://x/1"))
     assert advance(failed, [replace(leg, audio=LegAudio())]) == failed  # fetching: failed stays
     completed = advance(failed, [replace(leg, audio=LegAudio(AudioStatus.STORED, 29, T1))])
     assert (completed.status, completed.recording_url, completed.processed_at) == (
@@ -190,7 +191,7 @@ def test_stored_audio_completes_a_failed_recording_but_nothing_changes_a_complet
         T1,
     )
 
-    longer = Leg("ATVId_b", CallFacts(heard=True, ended=True, duration=99, recording_url="https://x/2"))
+    longer = LegState("ATVId_b", LegFacts(heard=True, ended=True, duration=99, recording_url="https://x/2"))
     stored_longer = replace(longer, audio=LegAudio(AudioStatus.STORED, 99, T1))
     assert (
         advance(completed, [replace(leg, audio=LegAudio(AudioStatus.STORED, 29, T1)), stored_longer])
@@ -199,8 +200,8 @@ def test_stored_audio_completes_a_failed_recording_but_nothing_changes_a_complet
 
 
 def test_the_longest_leg_is_the_recordings_and_waits_for_its_own_audio():
-    short = Leg("ATVId_a", CallFacts(heard=True, ended=True, duration=30, recording_url="https://x/a"))
-    long = Leg("ATVId_b", CallFacts(heard=True, ended=True, duration=90, recording_url="https://x/b"))
+    short = LegState("ATVId_a", LegFacts(heard=True, ended=True, duration=30, recording_url="https://x/a"))
+    long = LegState("ATVId_b", LegFacts(heard=True, ended=True, duration=90, recording_url="https://x/b"))
     stored_short = replace(short, audio=LegAudio(AudioStatus.STORED, 30, T0))
 
     assert derive([stored_short, replace(long, audio=LegAudio())]).status is Status.PROCESSING
@@ -220,7 +221,7 @@ def test_the_longest_leg_is_the_recordings_and_waits_for_its_own_audio():
 
 def test_status_never_moves_back():
     processing = RecordingState(Status.PROCESSING, duration=10)
-    live_leg = [Leg("ATVId_a", CallFacts(heard=True))]
+    live_leg = [LegState("ATVId_a", LegFacts(heard=True))]
 
     assert advance(processing, live_leg) == processing
     assert (
@@ -229,16 +230,18 @@ def test_status_never_moves_back():
 
 
 def test_sessions_registered_but_never_heard_from_do_not_hold_a_recording():
-    ended = Leg("ATVId_a", CallFacts(heard=True, ended=True, ended_well=True, duration=40))
+    ended = LegState("ATVId_a", LegFacts(heard=True, ended=True, ended_well=True, duration=40))
 
-    assert derive([ended, Leg("ATVId_b")]).status is Status.PROCESSING
+    assert derive([ended, LegState("ATVId_b")]).status is Status.PROCESSING
     assert derive([]).status is Status.RECORDING
 
 
 def test_the_sweep_fails_only_a_recording_still_waiting_for_its_url():
-    ended = [Leg("ATVId_a", CallFacts(heard=True, ended=True, ended_well=True, duration=5))]
+    ended = [LegState("ATVId_a", LegFacts(heard=True, ended=True, ended_well=True, duration=5))]
     fetching = [
-        Leg("ATVId_a", CallFacts(heard=True, ended=True, duration=5, recording_url="https://x/1"), LegAudio())
+        LegState(
+            "ATVId_a", LegFacts(heard=True, ended=True, duration=5, recording_url="https://x/1"), LegAudio()
+        )
     ]
 
     assert time_out(RecordingState(Status.PROCESSING, duration=5), ended) == RecordingState(

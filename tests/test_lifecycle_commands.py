@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from recordings_service.extensions import db
-from recordings_service.persistence.models import CallSession, Recording
+from recordings_service.persistence.models import Leg, Recording
 from testkit.audio import EVERYDAY, PHONE, RECORDED, AudioFile
 from testkit.servers import gunicorn, worker
 from tests.support import drain, fixture_call
@@ -50,7 +50,7 @@ def test_replay_rebuilds_recordings_and_sessions_from_the_stored_callbacks(app, 
                 status="recording", duration=None, recording_url=None, processed_at=None
             )
         )
-        db.session.execute(sa.update(CallSession).values(heard=False, ended=False, recording_url=None))
+        db.session.execute(sa.update(Leg).values(heard=False, ended=False, recording_url=None))
         db.session.commit()
 
     result = runner.invoke(args=["recordings", "replay"])

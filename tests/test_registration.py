@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from recordings_service import create_app
 from recordings_service.extensions import db
-from recordings_service.persistence.models import CallSession, Recording, StoredCallback
+from recordings_service.persistence.models import Leg, Recording, StoredCallback
 from recordings_service.recordings.lifecycle import replay
 from testkit.config import config_for
 from testkit.receiver import Receiver
@@ -60,11 +60,7 @@ def test_registering_again_adds_sessions_and_is_200(app, client):
     assert (again.status_code, same.status_code) == (200, 200)
     assert count(app, Recording) == 1
     with app.app_context():
-        sessions = (
-            db.session.execute(sa.select(CallSession.session_id).order_by(CallSession.session_id))
-            .scalars()
-            .all()
-        )
+        sessions = db.session.execute(sa.select(Leg.session_id).order_by(Leg.session_id)).scalars().all()
     assert sessions == ["ATVId_a", "ATVId_b"]
 
 
@@ -76,7 +72,7 @@ def test_a_session_of_another_recording_is_409_and_changes_nothing(app, client):
     assert response.status_code == 409
     assert "ATVId_a" in response.json["detail"]
     assert client.get(URL + "/conf_2").status_code == 404
-    assert count(app, CallSession) == 1
+    assert count(app, Leg) == 1
 
 
 def test_a_callbacks_session_joins_the_recording_it_was_registered_to(client):
@@ -307,8 +303,8 @@ def test_registrations_naming_the_same_sessions_in_opposite_orders_never_deadloc
             assert sorted(statuses) == [201, 409], (n, statuses)
     with app.app_context():
         bound = db.session.execute(
-            sa.select(CallSession.session_id, Recording.recording_id).join(
-                Recording, Recording.pk == CallSession.recording_pk
+            sa.select(Leg.session_id, Recording.recording_id).join(
+                Recording, Recording.pk == Leg.recording_pk
             )
         ).all()
     assert len(bound) == 100 * 20  # every session bound once, to one recording
@@ -327,7 +323,7 @@ def test_a_registration_waits_for_sessions_in_the_order_every_other_takes_them(p
     other = sa.create_engine(config_for(postgresql_url).SQLALCHEMY_DATABASE_URI, poolclass=sa.pool.NullPool)
     with other.connect() as connection, ThreadPoolExecutor(1) as pool:
         pk = connection.execute(sa.select(Recording.pk).filter_by(recording_id="conf_other")).scalar_one()
-        insert = sa.insert(CallSession.__table__).values(recording_pk=pk)
+        insert = sa.insert(Leg.__table__).values(recording_pk=pk)
         connection.execute(insert, {"session_id": "ATVId_a"})
         registering = pool.submit(
             client.post, URL, json={"recording_id": "conf_1", "session_ids": ["ATVId_z", "ATVId_a"]}

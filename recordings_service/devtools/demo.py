@@ -26,7 +26,7 @@ from ..domain.rules import AudioStatus, Status
 from ..extensions import db
 from ..integrations.audio_format import inspect
 from ..integrations.storage import audio_key
-from ..persistence.models import CallSession, Recording
+from ..persistence.models import Leg, Recording
 
 # The API's documented example, so a new user's first curl answers as docs/api.md says.
 CONTRACT_EXAMPLE = {
@@ -111,7 +111,7 @@ def _store_audio_of_completed() -> None:
         Recording.status == Status.COMPLETED,
         Recording.audio_session_id.is_not(None),
         Recording.deleted_at.is_(None),
-        ~exists().where(CallSession.session_id == Recording.audio_session_id),
+        ~exists().where(Leg.session_id == Recording.audio_session_id),
     )
     recordings = db.session.execute(lacking).scalars().all()
     if not recordings:
@@ -119,7 +119,7 @@ def _store_audio_of_completed() -> None:
     with DEMO_AUDIO.open("rb") as file:
         found = inspect(file)
     legs = [
-        CallSession(
+        Leg(
             session_id=recording.audio_session_id,
             recording_pk=recording.pk,
             heard=True,

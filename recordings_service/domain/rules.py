@@ -75,8 +75,8 @@ class CallReport:
 
 
 @dataclass(frozen=True)
-class CallFacts:
-    """What the service has learned about one AT call session, from all its callbacks so far.
+class LegFacts:
+    """What the service has learned about one call leg (one AT session), from all its callbacks so far.
 
     Learning only ever adds: a call that ended stays ended, a URL once seen stays, so the facts come
     out the same whatever order the callbacks arrive in and however often.
@@ -90,10 +90,10 @@ class CallFacts:
     recording_url: str | None = None
     failure_reason: str | None = None
 
-    def learn(self, report: CallReport) -> "CallFacts":
+    def learn(self, report: CallReport) -> "LegFacts":
         ended_now = not report.active
         well = ended_now and _ended_well(report)
-        return CallFacts(
+        return LegFacts(
             heard=True,
             ended=self.ended or ended_now,
             ended_well=self.ended_well or well,
@@ -147,11 +147,11 @@ class LegAudio:
 
 
 @dataclass(frozen=True)
-class Leg:
-    """One AT call session of a recording: what its callbacks said, and what became of its audio."""
+class LegState:
+    """One leg of a recording (one AT session): what its callbacks said, and what became of its audio."""
 
     session_id: str | None  # None for a call the service started, until AT names it
-    facts: CallFacts = CallFacts()
+    facts: LegFacts = LegFacts()
     audio: LegAudio | None = None  # None until the leg's recording URL came
 
 
@@ -167,7 +167,7 @@ class RecordingState:
     audio_session_id: str | None = None  # the leg whose stored audio the recording shows
 
 
-def derive(legs: Iterable[Leg]) -> RecordingState:
+def derive(legs: Iterable[LegState]) -> RecordingState:
     """What the legs say the recording is, regardless of what it was.
 
     A leg that brought a URL decides. The longest such leg whose audio has not failed is the
@@ -187,8 +187,8 @@ def derive(legs: Iterable[Leg]) -> RecordingState:
     return RecordingState(Status.FAILED, failure_reason=_joined(reasons))
 
 
-def _recorded(recorded: list[Leg]) -> RecordingState:
-    def longest(leg: Leg):  # deterministic when legs bring several URLs
+def _recorded(recorded: list[LegState]) -> RecordingState:
+    def longest(leg: LegState):  # deterministic when legs bring several URLs
         return (leg.facts.duration or 0, leg.facts.recording_url)
 
     usable = [leg for leg in recorded if leg.audio is None or leg.audio.status is not AudioStatus.FAILED]
@@ -219,7 +219,7 @@ def _joined(reasons: list[str]) -> str:
 _RANK = {Status.RECORDING: 0, Status.PROCESSING: 1, Status.FAILED: 2, Status.COMPLETED: 3}
 
 
-def advance(current: RecordingState, legs: Iterable[Leg]) -> RecordingState:
+def advance(current: RecordingState, legs: Iterable[LegState]) -> RecordingState:
     """Return the recording's next state once ``legs`` are known: never backwards, completed for good."""
     if current.status is Status.COMPLETED:
         return current
@@ -228,7 +228,7 @@ def advance(current: RecordingState, legs: Iterable[Leg]) -> RecordingState:
     return derived if _RANK[derived.status] >= _RANK[current.status] else current
 
 
-def start_refused(current: RecordingState, legs: Iterable[Leg], reason: str) -> RecordingState:
+def start_refused(current: RecordingState, legs: Iterable[LegState], reason: str) -> RecordingState:
     """AT placed none of the calls a start asked for (``reason``, AT's): the recording failed, unless
     a call of it has been heard from already (then its calls decide, as ever)."""
     if any(leg.facts.heard for leg in legs) or current.status is not Status.RECORDING:
@@ -236,12 +236,12 @@ def start_refused(current: RecordingState, legs: Iterable[Leg], reason: str) -> 
     return replace(current, status=Status.FAILED, failure_reason=reason[:FAILURE_REASON_MAX_LENGTH])
 
 
-def awaits_url(legs: Iterable[Leg]) -> bool:
+def awaits_url(legs: Iterable[LegState]) -> bool:
     """Whether the recording's calls ended well but no leg has brought a recording URL (yet)."""
     return not any(leg.facts.recording_url for leg in legs if leg.facts.heard)
 
 
-def time_out(current: RecordingState, legs: Iterable[Leg]) -> RecordingState:
+def time_out(current: RecordingState, legs: Iterable[LegState]) -> RecordingState:
     """Fail a recording whose call ended well but whose URL never came (the sweep's verdict)."""
     if current.status is not Status.PROCESSING or not awaits_url(legs):
         return current

@@ -26,9 +26,9 @@ from ..domain.rules import (
     FAILURE_REASON_MAX_LENGTH,
     RECORDING_ID_MAX_LENGTH,
     AudioStatus,
-    CallFacts,
-    Leg,
     LegAudio,
+    LegFacts,
+    LegState,
     RecordingState,
     Status,
 )
@@ -138,14 +138,14 @@ class Recording(db.Model):
     state = ColumnsAs(RecordingState)
 
 
-class CallSession(db.Model):
+class Leg(db.Model):
     """One Africa's Talking call (``sessionId``) of a recording, a leg: what its callbacks said, and its
     audio once fetched, verified and stored.
 
     A call the service starts is a leg before AT names it: ``number`` and ``direction`` set, no
     ``session_id`` until AT's answer to the start (or the call's first callback) gives it."""
 
-    __tablename__ = "voice_call_sessions"
+    __tablename__ = "voice_legs"
 
     pk: Mapped[int] = mapped_column("id", BigId, primary_key=True)
     session_id: Mapped[str | None] = mapped_column(String(RECORDING_ID_MAX_LENGTH), unique=True)
@@ -180,8 +180,8 @@ class CallSession(db.Model):
     audio_stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     audio_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention or deletion
 
-    # What the session's callbacks taught (domain.rules.CallFacts).
-    facts = ColumnsAs(CallFacts)
+    # What the session's callbacks taught (domain.rules.LegFacts).
+    facts = ColumnsAs(LegFacts)
 
     @property
     def audio(self) -> LegAudio | None:
@@ -190,8 +190,8 @@ class CallSession(db.Model):
         return LegAudio(self.audio_status, self.audio_duration, self.audio_stored_at, self.audio_failure)
 
     @property
-    def leg(self) -> Leg:
-        return Leg(self.session_id, self.facts, self.audio)
+    def state(self) -> LegState:
+        return LegState(self.session_id, self.facts, self.audio)
 
 
 class StoredCallback(db.Model):
@@ -259,9 +259,7 @@ class Job(db.Model):
     recording_pk: Mapped[int | None] = mapped_column(
         ForeignKey("voice_recordings.id", ondelete="CASCADE"), index=True
     )
-    session_pk: Mapped[int | None] = mapped_column(
-        ForeignKey("voice_call_sessions.id", ondelete="CASCADE"), index=True
-    )
+    leg_pk: Mapped[int | None] = mapped_column(ForeignKey("voice_legs.id", ondelete="CASCADE"), index=True)
     state: Mapped[JobState] = mapped_column(_enum(JobState, "state"), default=JobState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -24,13 +24,13 @@ from sqlalchemy.orm import Session
 
 from ..domain.clock import utcnow
 from .database import single_read, write_transaction
-from .models import CallSession, Job, JobState
+from .models import Job, JobState, Leg
 
 
 def enqueue(session: Session, kind: str, *, run_at: datetime | None = None, **about) -> Job:
     """Add a job to ``session``'s transaction: it exists exactly when the transaction commits.
 
-    ``about`` names what it is about: ``recording_pk``, ``session_pk``, ``event_pk``, ``target_url``.
+    ``about`` names what it is about: ``recording_pk``, ``leg_pk``, ``event_pk``, ``target_url``.
     """
     now = utcnow()
     job = Job(kind=kind, run_at=run_at or now, created_at=now, **about)
@@ -46,7 +46,7 @@ class Claim:
     kind: str
     attempts: int  # this attempt's number, from 1
     recording_pk: int | None
-    session_pk: int | None
+    leg_pk: int | None
     token: str  # who holds the lease: settling checks it
 
 
@@ -77,7 +77,7 @@ def claim(kinds: Iterable[str], lease: timedelta) -> Claim | None:
         job.attempts += 1
         job.leased_until = now + lease
         job.leased_by = new_token()
-        return Claim(job.pk, job.kind, job.attempts, job.recording_pk, job.session_pk, job.leased_by)
+        return Claim(job.pk, job.kind, job.attempts, job.recording_pk, job.leg_pk, job.leased_by)
 
 
 def held(session: Session, claim: Claim) -> Job | None:
@@ -199,9 +199,9 @@ def recent(state: JobState | None, limit: int) -> list:
             Job.attempts,
             Job.run_at,
             Job.last_error,
-            CallSession.session_id,
+            Leg.session_id,
         )
-        .outerjoin(CallSession, CallSession.pk == Job.session_pk)
+        .outerjoin(Leg, Leg.pk == Job.leg_pk)
         .order_by(Job.pk.desc())
         .limit(limit)
     )

@@ -24,9 +24,9 @@ from ..domain.rules import AT_QUEUED, OUTBOUND, start_refused
 from ..extensions import db
 from ..integrations.africastalking.voice_api import Entry, NoAnswer, VoiceApi, VoiceApiError
 from ..persistence.database import insert_ignoring_conflicts, write_transaction
-from ..persistence.models import CallSession, IdempotencyKey, Recording
+from ..persistence.models import IdempotencyKey, Leg, Recording
 from . import events, public
-from .locks import create_or_lock_recording, lock_recording, new_recording_id, sessions_of
+from .locks import create_or_lock_recording, legs_of, lock_recording, new_recording_id
 from .registration import RecordingDeleted, adopt, name_leg, owners_of
 
 log = logging.getLogger(__name__)
@@ -116,9 +116,7 @@ def _prepare(
         if start.status_callback_url is not None:
             recording.status_callback_url = start.status_callback_url
         legs = [
-            CallSession(
-                recording_pk=recording.pk, number=number, direction=OUTBOUND, created_at=now, updated_at=now
-            )
+            Leg(recording_pk=recording.pk, number=number, direction=OUTBOUND, created_at=now, updated_at=now)
             for number in start.to
         ]
         session.add_all(legs)
@@ -180,7 +178,7 @@ def _record(
 ) -> Answer:
     with write_transaction() as session:
         recording = lock_recording(pk=recording_pk)
-        legs = {_digits(leg.number): leg for leg in sessions_of(recording) if leg.pk in leg_pks}
+        legs = {_digits(leg.number): leg for leg in legs_of(recording) if leg.pk in leg_pks}
         shown = {
             digits: {"number": leg.number, "status": None, "session_id": None} for digits, leg in legs.items()
         }
@@ -226,7 +224,7 @@ def _refused(recording: Recording, refusal: VoiceApiError | None, statuses: list
     The recording fails with AT's reason, unless a call of it was heard from already.
     """
     reason = refusal.reason if refusal else ", ".join(statuses)
-    state = start_refused(recording.state, [leg.leg for leg in sessions_of(recording)], reason)
+    state = start_refused(recording.state, [leg.state for leg in legs_of(recording)], reason)
     if state != recording.state:
         recording.start_failure = state.failure_reason
         events.set_state(recording, state)
@@ -235,7 +233,7 @@ def _refused(recording: Recording, refusal: VoiceApiError | None, statuses: list
     return Answer(status, {"detail": f"{said} (recording {recording.recording_id})"}, recording.recording_id)
 
 
-def _name(recording: Recording, leg: CallSession, session_id: str) -> str | None:
+def _name(recording: Recording, leg: Leg, session_id: str) -> str | None:
     """Give the started ``leg`` the session AT named for it; the session it ends up with."""
     while leg.session_id is None:
         if name_leg(leg, session_id):
@@ -258,7 +256,7 @@ def _name(recording: Recording, leg: CallSession, session_id: str) -> str | None
             )
             return None
         if adopt(recording, [owner_pk]):  # its callbacks came first, and the match missed it
-            moved = db.session.execute(select(CallSession).filter_by(session_id=session_id)).scalar_one()
+            moved = db.session.execute(select(Leg).filter_by(session_id=session_id)).scalar_one()
             moved.number, moved.direction, moved.at_status = leg.number, leg.direction, leg.at_status
             db.session.delete(leg)
             return session_id

@@ -20,9 +20,9 @@ from ..integrations.africastalking.callback_form import redacted
 from ..integrations.storage import Storage, StorageError
 from ..persistence import queue
 from ..persistence.database import single_read, write_transaction
-from ..persistence.models import CallSession, Recording, StoredCallback
+from ..persistence.models import Leg, Recording, StoredCallback
 from . import events, public
-from .locks import lock_recording, sessions_of
+from .locks import legs_of, lock_recording
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,10 @@ def delete_recording(recording_id: str, storage: Storage) -> bool:
         recording = lock_recording(pk=recording_pk)
         if recording.deleted_at is not None:
             return False
-        for call in sessions_of(recording):
-            call.recording_url = None
-            if call.audio_status is not None:
-                call.audio_removed_at = call.audio_removed_at or now
+        for leg in legs_of(recording):
+            leg.recording_url = None
+            if leg.audio_status is not None:
+                leg.audio_removed_at = leg.audio_removed_at or now
         stored = select(StoredCallback).filter_by(recording_pk=recording.pk)
         for callback in session.execute(stored).scalars():
             callback.fields = redacted(callback.fields)
@@ -67,16 +67,16 @@ def remove_deleted_audio(storage: Storage, recording_pk: int | None = None) -> i
     """Remove from ``storage`` the objects still kept for deleted recordings; return how many went. A
     store that fails leaves the rest for the next round; for one recording (``recording_pk``), it raises."""
     kept = (
-        select(CallSession.pk, CallSession.audio_key, CallSession.recording_pk)
-        .join(Recording, Recording.pk == CallSession.recording_pk)
-        .where(Recording.deleted_at.is_not(None), CallSession.audio_key.is_not(None))
+        select(Leg.pk, Leg.audio_key, Leg.recording_pk)
+        .join(Recording, Recording.pk == Leg.recording_pk)
+        .where(Recording.deleted_at.is_not(None), Leg.audio_key.is_not(None))
     )
     if recording_pk is not None:
         kept = kept.where(Recording.pk == recording_pk)
     with single_read() as connection:
         rows = connection.execute(kept).all()
     removed = 0
-    for session_pk, key, owner_pk in rows:
+    for leg_pk, key, owner_pk in rows:
         try:
             storage.delete(key)
         except StorageError:
@@ -86,9 +86,9 @@ def remove_deleted_audio(storage: Storage, recording_pk: int | None = None) -> i
             continue
         with write_transaction() as session:
             lock_recording(pk=owner_pk)
-            call = session.get(CallSession, session_pk, populate_existing=True)
-            if call.audio_key == key:
-                call.audio_key = None
+            leg = session.get(Leg, leg_pk, populate_existing=True)
+            if leg.audio_key == key:
+                leg.audio_key = None
                 removed += 1
     if removed:
         log.info("removed %d objects of deleted recordings", removed)
@@ -100,15 +100,15 @@ def remove_expired_audio(storage: Storage, older_than: timedelta, now: datetime 
     whose audio it removed. The recordings stay (their ``audio_url`` becomes null, ``audio_removed_at``
     says when). A store that fails leaves the leg for the next round."""
     now = now or utcnow()
-    expired = select(CallSession.pk, CallSession.audio_key, CallSession.recording_pk).where(
-        CallSession.audio_status == AudioStatus.STORED,
-        CallSession.audio_removed_at.is_(None),
-        CallSession.audio_stored_at < now - older_than,
+    expired = select(Leg.pk, Leg.audio_key, Leg.recording_pk).where(
+        Leg.audio_status == AudioStatus.STORED,
+        Leg.audio_removed_at.is_(None),
+        Leg.audio_stored_at < now - older_than,
     )
     with single_read() as connection:
         rows = connection.execute(expired).all()
     removed = []
-    for session_pk, key, recording_pk in rows:
+    for leg_pk, key, recording_pk in rows:
         try:
             storage.delete(key)
         except StorageError:
@@ -116,11 +116,11 @@ def remove_expired_audio(storage: Storage, older_than: timedelta, now: datetime 
             continue
         with write_transaction() as session:
             recording = lock_recording(pk=recording_pk)
-            call = session.get(CallSession, session_pk)
-            if call.audio_removed_at is not None or call.audio_key != key:
+            leg = session.get(Leg, leg_pk)
+            if leg.audio_removed_at is not None or leg.audio_key != key:
                 continue
-            call.audio_removed_at, call.audio_key = now, None
-            if recording.audio_session_id == call.session_id:
+            leg.audio_removed_at, leg.audio_key = now, None
+            if recording.audio_session_id == leg.session_id:
                 recording.audio_removed_at = now
             removed.append(recording.recording_id)
     public.forget(removed)

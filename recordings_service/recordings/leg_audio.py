@@ -12,18 +12,18 @@ from ..domain.rules import AudioStatus, advance
 from ..extensions import db
 from ..persistence import queue
 from ..persistence.database import single_read
-from ..persistence.models import CallSession, Job, JobKind, JobState, Recording
+from ..persistence.models import Job, JobKind, JobState, Leg, Recording
 from . import events
-from .locks import lock_recording, sessions_of
+from .locks import legs_of, lock_recording
 
 
-def await_audio(call: CallSession, now: datetime) -> None:
+def await_audio(leg: Leg, now: datetime) -> None:
     """In the callback's transaction: a leg whose URL has come and that has no audio yet waits for it, and
     the job that fetches it is written with it."""
-    if call.recording_url and call.audio_status is None:
-        call.audio_status = AudioStatus.PENDING
-        call.url_received_at = now
-        queue.enqueue(db.session, JobKind.FETCH_AUDIO, recording_pk=call.recording_pk, session_pk=call.pk)
+    if leg.recording_url and leg.audio_status is None:
+        leg.audio_status = AudioStatus.PENDING
+        leg.url_received_at = now
+        queue.enqueue(db.session, JobKind.FETCH_AUDIO, recording_pk=leg.recording_pk, leg_pk=leg.pk)
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class AudioWork:
     session_id: str
     url: str
     url_received_at: datetime
-    call_duration: int | None  # what AT said the whole call lasted, once it said
+    call_duration: int | None  # what AT said the whole leg lasted, once it said
 
 
 def work_for(claim: queue.Claim) -> AudioWork | None:
@@ -42,13 +42,13 @@ def work_for(claim: queue.Claim) -> AudioWork | None:
     query = (
         select(
             Recording.recording_id,
-            CallSession.session_id,
-            CallSession.recording_url,
-            CallSession.url_received_at,
-            CallSession.call_duration,
+            Leg.session_id,
+            Leg.recording_url,
+            Leg.url_received_at,
+            Leg.call_duration,
         )
-        .join(Recording, Recording.pk == CallSession.recording_pk)
-        .where(CallSession.pk == claim.session_pk, CallSession.audio_status == AudioStatus.PENDING)
+        .join(Recording, Recording.pk == Leg.recording_pk)
+        .where(Leg.pk == claim.leg_pk, Leg.audio_status == AudioStatus.PENDING)
     )
     with single_read() as connection:
         row = connection.execute(query).first()
@@ -70,31 +70,31 @@ def lock(claim: queue.Claim) -> None:
     """In the settling transaction of a fetch job: its leg's recording row locked, before the job's (the
     order every writer keeps)."""
     recording_pk = db.session.execute(
-        select(CallSession.recording_pk).filter_by(pk=claim.session_pk)
+        select(Leg.recording_pk).filter_by(pk=claim.leg_pk)
     ).scalar_one_or_none()
     if recording_pk is not None:
         lock_recording(pk=recording_pk)
 
 
-def _leg(job: Job) -> tuple[CallSession, Recording]:
+def _leg(job: Job) -> tuple[Leg, Recording]:
     """The fetch job's leg and its recording (locked by ``lock``)."""
-    call = db.session.get(CallSession, job.session_pk)
-    return call, db.session.get(Recording, call.recording_pk)
+    leg = db.session.get(Leg, job.leg_pk)
+    return leg, db.session.get(Recording, leg.recording_pk)
 
 
 def audio_stored(job: Job, stored: StoredAudio) -> bool:
     """In the settling transaction of the leg's fetch job: record its stored audio and move its
     recording on. False when the recording was deleted meanwhile: the leg keeps the key for
     ``deletion.remove_deleted_audio``, and the caller deletes what it stored."""
-    call, recording = _leg(job)
+    leg, recording = _leg(job)
     if recording.deleted_at is not None:
-        _keep_for_removal(call, stored)
+        _keep_for_removal(leg, stored)
         return False
-    call.audio_status = AudioStatus.STORED
-    call.audio_key, call.audio_size, call.audio_sha256 = stored.key, stored.size, stored.sha256
-    call.audio_content_type, call.audio_duration = stored.content_type, stored.duration
-    call.audio_stored_at, call.audio_error = utcnow(), None
-    events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions_of(recording)]))
+    leg.audio_status = AudioStatus.STORED
+    leg.audio_key, leg.audio_size, leg.audio_sha256 = stored.key, stored.size, stored.sha256
+    leg.audio_content_type, leg.audio_duration = stored.content_type, stored.duration
+    leg.audio_stored_at, leg.audio_error = utcnow(), None
+    events.set_state(recording, advance(recording.state, [leg.state for leg in legs_of(recording)]))
     return True
 
 
@@ -102,21 +102,21 @@ def unwanted(claim: queue.Claim, stored: StoredAudio) -> bool:
     """In the settling transaction of a fetch job no longer held (cancelled, or taken by another worker):
     whether what it stored is nobody's, to delete. Not when another worker holds the job or has stored
     the same key, which is its audio too."""
-    call = db.session.get(CallSession, claim.session_pk)
-    if call is None:
+    leg = db.session.get(Leg, claim.leg_pk)
+    if leg is None:
         return True
-    recording = db.session.get(Recording, call.recording_pk)
+    recording = db.session.get(Recording, leg.recording_pk)
     if recording.deleted_at is not None:
-        _keep_for_removal(call, stored)
+        _keep_for_removal(leg, stored)
         return True
     taken = db.session.get(Job, claim.pk)
-    return not (call.audio_key == stored.key or (taken is not None and taken.state is JobState.PENDING))
+    return not (leg.audio_key == stored.key or (taken is not None and taken.state is JobState.PENDING))
 
 
-def _keep_for_removal(call: CallSession, stored: StoredAudio) -> None:
+def _keep_for_removal(leg: Leg, stored: StoredAudio) -> None:
     """A deleted recording's leg holds the key of audio stored after the delete, until it is removed."""
-    if call.audio_key is None:
-        call.audio_key = stored.key
+    if leg.audio_key is None:
+        leg.audio_key = stored.key
 
 
 def attempt_failed(job: Job, error: str, failure: str | None) -> None:
@@ -124,8 +124,8 @@ def attempt_failed(job: Job, error: str, failure: str | None) -> None:
 
     With ``failure``, the leg's audio has failed for good with it, and its recording moves on.
     """
-    call, recording = _leg(job)
-    call.audio_error = error
+    leg, recording = _leg(job)
+    leg.audio_error = error
     if failure is not None:
-        call.audio_status, call.audio_failure = AudioStatus.FAILED, failure
-        events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions_of(recording)]))
+        leg.audio_status, leg.audio_failure = AudioStatus.FAILED, failure
+        events.set_state(recording, advance(recording.state, [leg.state for leg in legs_of(recording)]))

@@ -21,7 +21,7 @@ from ..domain.rules import (
     OUTBOUND,
     STARTED_CALL_MATCH_WINDOW,
     CallReport,
-    Leg,
+    LegState,
     Status,
     advance,
     time_out,
@@ -29,9 +29,9 @@ from ..domain.rules import (
 from ..extensions import db
 from ..integrations.africastalking.callback_form import redacted
 from ..persistence.database import insert_ignoring_conflicts, single_read, write_transaction
-from ..persistence.models import CallSession, Recording, StoredCallback
+from ..persistence.models import Leg, Recording, StoredCallback
 from . import events, leg_audio, public
-from .locks import create_or_lock_recording, find_and_lock, lock_recording, sessions_of
+from .locks import create_or_lock_recording, find_and_lock, legs_of, lock_recording
 from .rebuild import rebuild
 from .registration import name_leg
 
@@ -77,20 +77,20 @@ def ingest_callback(
             return Ingested(
                 recording.recording_id, recording.status, True, not report.active, None, deleted=True
             )
-        sessions = sessions_of(recording)
-        call = next(leg for leg in sessions if leg.session_id == report.session_id)
+        legs = legs_of(recording)
+        leg = next(each for each in legs if each.session_id == report.session_id)
         digest = fields_digest(fields)
         duplicate = _seen(report.session_id, digest)
         session.add(_stored(fields, digest, report.session_id, recording.pk, duplicate, remote_addr, now))
         if not duplicate:
-            call.facts = call.facts.learn(report)
-            leg_audio.await_audio(call, now)
-            events.set_state(recording, advance(recording.state, [leg.leg for leg in sessions]))
+            leg.facts = leg.facts.learn(report)
+            leg_audio.await_audio(leg, now)
+            events.set_state(recording, advance(recording.state, [leg.state for leg in legs]))
         taken = Ingested(
             recording.recording_id,
             recording.status,
             duplicate,
-            call.ended,
+            leg.ended,
             recording.dial,
             recording.dial_sequential,
         )
@@ -129,13 +129,13 @@ def _recording_for_session(report: CallReport, now: datetime) -> Recording:
         if started is not None:
             leg_pk, recording_pk = started
             recording = lock_recording(pk=recording_pk)
-            leg = db.session.get(CallSession, leg_pk, populate_existing=True)
+            leg = db.session.get(Leg, leg_pk, populate_existing=True)
             if leg.session_id is None and name_leg(leg, session_id):
                 return recording
             continue
         recording, created = create_or_lock_recording(session_id, now, provisional=True)
         row = {"session_id": session_id, "recording_pk": recording.pk, "created_at": now, "updated_at": now}
-        insert_ignoring_conflicts(db.session, CallSession.__table__, [row], unique=["session_id"])
+        insert_ignoring_conflicts(db.session, Leg.__table__, [row], unique=["session_id"])
         if _owner(session_id) == recording.pk:
             return recording
         # Named meanwhile (a registration, a start): that recording it is, and none is left named after it.
@@ -144,7 +144,7 @@ def _recording_for_session(report: CallReport, now: datetime) -> Recording:
 
 
 def _owner(session_id: str) -> int | None:
-    query = select(CallSession.recording_pk).filter_by(session_id=session_id)
+    query = select(Leg.recording_pk).filter_by(session_id=session_id)
     return db.session.execute(query).scalar_one_or_none()
 
 
@@ -154,15 +154,15 @@ def _started_call(report: CallReport, now: datetime) -> tuple[int, int] | None:
     if report.direction != OUTBOUND or not report.numbers:
         return None
     query = (
-        select(CallSession.pk, CallSession.recording_pk)
+        select(Leg.pk, Leg.recording_pk)
         .where(
-            CallSession.session_id.is_(None),
-            CallSession.at_status.is_(None),
-            CallSession.direction == OUTBOUND,
-            CallSession.number.in_(report.numbers),
-            CallSession.created_at > now - STARTED_CALL_MATCH_WINDOW,
+            Leg.session_id.is_(None),
+            Leg.at_status.is_(None),
+            Leg.direction == OUTBOUND,
+            Leg.number.in_(report.numbers),
+            Leg.created_at > now - STARTED_CALL_MATCH_WINDOW,
         )
-        .order_by(CallSession.pk)
+        .order_by(Leg.pk)
         .limit(1)
     )
     return db.session.execute(query).tuples().first()
@@ -215,9 +215,7 @@ def sweep(older_than: timedelta) -> list[str]:
     fetched are not touched: the fetch's own give-up (AUDIO_FETCH_GIVE_UP) decides those.
     """
     cutoff = utcnow() - older_than
-    with_url = exists().where(
-        CallSession.recording_pk == Recording.pk, CallSession.recording_url.is_not(None)
-    )
+    with_url = exists().where(Leg.recording_pk == Recording.pk, Leg.recording_url.is_not(None))
     stuck = (
         select(Recording)
         .where(
@@ -231,7 +229,7 @@ def sweep(older_than: timedelta) -> list[str]:
     swept = []
     with write_transaction() as session:
         for recording in session.execute(stuck).scalars():
-            legs: list[Leg] = [call.leg for call in sessions_of(recording)]
+            legs: list[LegState] = [leg.state for leg in legs_of(recording)]
             events.set_state(recording, time_out(recording.state, legs))
             swept.append(recording.recording_id)
     for recording_id in swept:

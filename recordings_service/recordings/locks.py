@@ -9,7 +9,7 @@ from sqlalchemy import select
 from ..domain.rules import Status
 from ..extensions import db
 from ..persistence.database import insert_ignoring_conflicts
-from ..persistence.models import CallSession, Recording
+from ..persistence.models import Leg, Recording
 
 
 def new_recording_id() -> str:
@@ -53,8 +53,8 @@ def create_or_lock_recording(
             return recording, created
 
 
-def sessions_of(recording: Recording) -> list[CallSession]:
+def legs_of(recording: Recording) -> list[Leg]:
     """The recording's legs (its AT sessions, and calls it started that AT has not named yet), in the
     order they were made."""
-    query = select(CallSession).filter_by(recording_pk=recording.pk).order_by(CallSession.pk)
+    query = select(Leg).filter_by(recording_pk=recording.pk).order_by(Leg.pk)
     return list(db.session.execute(query).scalars())

@@ -24,7 +24,7 @@ from werkzeug.http import generate_etag
 from ..domain.rules import AudioStatus, Status, is_valid_recording_id
 from ..fields import Timestamp
 from ..persistence.database import KeyedRead, single_read
-from ..persistence.models import BigId, CallSession, Job, JobKind, Recording, UTCDateTime
+from ..persistence.models import BigId, Job, JobKind, Leg, Recording, UTCDateTime
 
 
 class RecordingSchema(ma.Schema):
@@ -305,13 +305,13 @@ class LegsSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(LegSchema), required=True)
 
 
-_sessions = CallSession.__table__
+_sessions = Leg.__table__
 _jobs = Job.__table__
 # Each leg with its latest fetch job (attempts, next attempt, last error).
 _LATEST_FETCH = (
-    select(_jobs.c.session_pk, func.max(_jobs.c.id).label("job_pk"))
+    select(_jobs.c.leg_pk, func.max(_jobs.c.id).label("job_pk"))
     .where(_jobs.c.kind == JobKind.FETCH_AUDIO)
-    .group_by(_jobs.c.session_pk)
+    .group_by(_jobs.c.leg_pk)
     .subquery()
 )
 _LEGS = (
@@ -326,7 +326,7 @@ _LEGS = (
     )
     .select_from(_recordings)
     .join(_sessions, _sessions.c.recording_pk == _recordings.c.id)
-    .outerjoin(_LATEST_FETCH, _LATEST_FETCH.c.session_pk == _sessions.c.id)
+    .outerjoin(_LATEST_FETCH, _LATEST_FETCH.c.leg_pk == _sessions.c.id)
     .outerjoin(_jobs, _jobs.c.id == _LATEST_FETCH.c.job_pk)
     .where(_recordings.c.recording_id == bindparam("recording_id"))
     .order_by(_sessions.c.id)

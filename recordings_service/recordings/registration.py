@@ -17,7 +17,7 @@ from ..domain.clock import utcnow
 from ..domain.rules import Status
 from ..extensions import db
 from ..persistence.database import insert_ignoring_conflicts, write_transaction
-from ..persistence.models import CallSession, Job, Recording, StoredCallback, WebhookEvent
+from ..persistence.models import Job, Leg, Recording, StoredCallback, WebhookEvent
 from . import public
 from .locks import create_or_lock_recording, find_and_lock, new_recording_id
 from .rebuild import rebuild
@@ -55,7 +55,7 @@ def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -
         {"session_id": sid, "recording_pk": recording.pk, "created_at": now, "updated_at": now}
         for sid in wanted
     ]
-    insert_ignoring_conflicts(db.session, CallSession.__table__, rows, unique=["session_id"])
+    insert_ignoring_conflicts(db.session, Leg.__table__, rows, unique=["session_id"])
     while True:
         owners = owners_of(wanted, recording)
         named = sorted(sid for sid, (_, adoptable) in owners.items() if not adoptable)
@@ -79,9 +79,9 @@ def owners_of(session_ids: list[str], recording: Recording) -> dict[str, tuple[i
     """The sessions among ``session_ids`` that another recording holds: its key, and whether it may be
     adopted (``ADOPTABLE``)."""
     query = (
-        select(CallSession.session_id, Recording.pk, ADOPTABLE)
-        .join(Recording, Recording.pk == CallSession.recording_pk)
-        .where(CallSession.session_id.in_(session_ids), Recording.pk != recording.pk)
+        select(Leg.session_id, Recording.pk, ADOPTABLE)
+        .join(Recording, Recording.pk == Leg.recording_pk)
+        .where(Leg.session_id.in_(session_ids), Recording.pk != recording.pk)
     )
     return {sid: (pk, provisional) for sid, pk, provisional in db.session.execute(query)}
 
@@ -94,8 +94,8 @@ def adopt(recording: Recording, provisional_pks: list[int]) -> bool:
     adoptable = select(func.count()).where(Recording.pk.in_(provisional_pks), ADOPTABLE)
     if None in provisionals or db.session.execute(adoptable).scalar_one() != len(provisional_pks):
         return False
-    moved = CallSession.recording_pk.in_(provisional_pks)
-    db.session.execute(update(CallSession).where(moved).values(recording_pk=recording.pk))
+    moved = Leg.recording_pk.in_(provisional_pks)
+    db.session.execute(update(Leg).where(moved).values(recording_pk=recording.pk))
     db.session.execute(
         update(StoredCallback)
         .where(StoredCallback.recording_pk.in_(provisional_pks))
@@ -104,7 +104,7 @@ def adopt(recording: Recording, provisional_pks: list[int]) -> bool:
     # A leg's audio jobs go with it; the provisional recordings' webhook events go with them.
     db.session.execute(
         update(Job)
-        .where(Job.recording_pk.in_(provisional_pks), Job.session_pk.is_not(None))
+        .where(Job.recording_pk.in_(provisional_pks), Job.leg_pk.is_not(None))
         .values(recording_pk=recording.pk)
     )
     db.session.execute(delete(Recording).where(Recording.pk.in_(provisional_pks)))
@@ -113,7 +113,7 @@ def adopt(recording: Recording, provisional_pks: list[int]) -> bool:
     return True
 
 
-def name_leg(leg: CallSession, session_id: str) -> bool:
+def name_leg(leg: Leg, session_id: str) -> bool:
     """Give ``leg``, a call the recording started that AT has not named, its session id; False, leaving
     it unnamed, when another leg holds that session (bound by another transaction meanwhile)."""
     try:

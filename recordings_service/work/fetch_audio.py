@@ -65,7 +65,7 @@ def fetch_audio(claim: queue.Claim) -> Outcome:
         if longer_than_its_call(found.seconds, work.call_duration):
             message = f"{work.url} served {found.seconds:.0f} s of audio, longer than its {work.call_duration} s call"
             return _gave_up(work, message, RECORDING_INVALID)
-        key = storage.audio_key(claim.recording_pk, claim.session_pk, found.extension)
+        key = storage.audio_key(claim.recording_pk, claim.leg_pk, found.extension)
         try:
             file.seek(0)
             stored = current_app.extensions["audio_storage"].put(
@@ -120,7 +120,7 @@ def record(job: Job, outcome: Outcome) -> Callable[[], None] | None:
             if leg_audio.audio_stored(job, stored):
                 log.info(
                     "stored the audio of leg %s: %s, %d bytes, %d s",
-                    job.session_pk,
+                    job.leg_pk,
                     stored.key,
                     stored.size,
                     stored.duration,
