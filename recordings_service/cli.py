@@ -20,9 +20,9 @@ from .recordings import call_starts, deletion, events, public
 from .recordings.lifecycle import replay, sweep
 from .recordings.public import recording_schema
 from .recordings.registration import RecordingDeleted
+from .schemas import CallStartSchema
 from .web.auth import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
 from .web.calls import start_call_from
-from .web.schemas import CallStartSchema
 from .work.worker import Worker
 
 

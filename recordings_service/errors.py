@@ -9,18 +9,11 @@ failure under any view is answered by one handler, with the text the view declar
 import logging
 from collections.abc import Iterator
 
-import marshmallow as ma
 from flask import Flask, current_app, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
-
-
-class ErrorSchema(ma.Schema):
-    """The body of every error response."""
-
-    detail = ma.fields.String(required=True, metadata={"description": "What went wrong"})
 
 
 def error_response(status: int, detail: str, headers: dict | None = None):

@@ -9,7 +9,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from .errors import ErrorSchema, http_error
+from .errors import http_error
+from .schemas import ErrorSchema
 
 # Stable constraint names, so Alembic can find and alter them on every database.
 NAMING_CONVENTION = {

@@ -1,7 +1,7 @@
 """A recording as clients see it: read (one, many, a page), rendered (body and ETag), and cached.
 
 Every way a client sees a recording goes through here: the lookup, the waiting lookup's watcher, the
-listing's items and ``recordings show``. Adding a field to the body is one change, in ``RecordingSchema``.
+listing's items and ``recordings show``. Adding a field to the body is one change, in ``schemas.RecordingSchema``.
 
 Reads are single statements outside a transaction (``single_read``; the lookup's, ``KeyedRead``).
 Completed recordings are kept rendered in each process for ``COMPLETED_CACHE_SECONDS``: a change to one
@@ -15,53 +15,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-import marshmallow as ma
 from cachetools import TTLCache
 from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import Row, bindparam, func, literal, select, tuple_
 from werkzeug.http import generate_etag
 
 from ..domain.rules import AudioStatus, Status, is_valid_recording_id
-from ..fields import Timestamp
 from ..persistence.database import KeyedRead, single_read
 from ..persistence.models import BigId, Job, JobKind, Leg, Recording, UTCDateTime
-
-
-class RecordingSchema(ma.Schema):
-    """A recording as clients see it (the documented lookup)."""
-
-    recording_id = ma.fields.String(required=True, metadata={"example": "conf_1234567890"})
-    status = ma.fields.Enum(Status, by_value=True, required=True, metadata={"example": "completed"})
-    duration = ma.fields.Integer(
-        required=True, allow_none=True, metadata={"description": "Whole seconds; null until known"}
-    )
-    recording_url = ma.fields.String(required=True, allow_none=True)
-    created_at = Timestamp(required=True, metadata={"example": "2024-01-15T10:00:00.000Z"})
-    processed_at = Timestamp(required=True, allow_none=True, metadata={"example": "2024-01-15T10:05:42.000Z"})
-    failure_reason = ma.fields.String(
-        required=True, allow_none=True, metadata={"description": "Null unless failed"}
-    )
-    audio_url = ma.fields.String(
-        required=True,
-        allow_none=True,
-        metadata={
-            "description": "The service's own URL of the stored audio (the primary leg's); null until stored, "
-            "and again once retention has removed it",
-            "example": "https://recordings.example.com/api/v1/voice/recordings/conf_1234567890/audio",
-        },
-    )
-    audio_removed_at = Timestamp(
-        required=True,
-        allow_none=True,
-        metadata={"description": "When retention removed the audio; null until then"},
-    )
-    updated_at = Timestamp(
-        required=True,
-        metadata={
-            "description": "When the recording last changed: of two bodies (or webhooks), the later one wins"
-        },
-    )
-
+from ..schemas import PagePosition, RecordingSchema
 
 recording_schema = RecordingSchema()
 
@@ -155,14 +117,6 @@ def read_many(recording_ids: Iterable[str], base: str | None = None) -> dict[str
     return {row.recording_id: render(row, base) for row in rows}
 
 
-@dataclass(frozen=True)
-class PagePosition:
-    """Where a page of the newest-first listing ended: the last row's creation time and key."""
-
-    created_at: datetime
-    pk: int
-
-
 def page(
     status: Status | None = None,
     created_after: datetime | None = None,
@@ -244,65 +198,6 @@ def forget(recording_ids: Iterable[str]) -> None:
 
 
 # --- Legs and their audio ---------------------------------------------------------------------
-
-
-class LegAudioSchema(ma.Schema):
-    """What became of one leg's recording: fetched, verified and stored, or why not yet (or not)."""
-
-    status = ma.fields.Enum(AudioStatus, by_value=True, required=True)
-    url = ma.fields.String(
-        required=True,
-        allow_none=True,
-        metadata={"description": "The service's URL of the leg's audio, once stored"},
-    )
-    content_type = ma.fields.String(required=True, allow_none=True)
-    size = ma.fields.Integer(required=True, allow_none=True, metadata={"description": "Bytes"})
-    sha256 = ma.fields.String(required=True, allow_none=True)
-    duration = ma.fields.Integer(required=True, allow_none=True, metadata={"description": "Whole seconds"})
-    stored_at = Timestamp(required=True, allow_none=True)
-    removed_at = Timestamp(
-        required=True, allow_none=True, metadata={"description": "When retention removed the stored audio"}
-    )
-    failure = ma.fields.String(
-        required=True, allow_none=True, metadata={"description": "recording_unavailable or recording_invalid"}
-    )
-    attempts = ma.fields.Integer(required=True, metadata={"description": "Fetch attempts so far"})
-    next_attempt_at = Timestamp(required=True, allow_none=True)
-    last_error = ma.fields.String(required=True, allow_none=True)
-
-
-class LegSchema(ma.Schema):
-    """One AT call (session) of a recording, and its recording."""
-
-    session_id = ma.fields.String(
-        required=True,
-        allow_none=True,
-        metadata={
-            "description": "AT's sessionId; null for a call the service started that AT has not named",
-            "example": "ATVId_5f1c2e9a7b3d4c60a1e2f3b4c5d6e7f8",
-        },
-    )
-    number = ma.fields.String(
-        required=True,
-        allow_none=True,
-        metadata={"description": "The number called, for a call the service started"},
-    )
-    primary = ma.fields.Boolean(
-        required=True, metadata={"description": "Whether the lookup shows this leg's audio"}
-    )
-    ended = ma.fields.Boolean(required=True)
-    duration = ma.fields.Integer(
-        required=True, allow_none=True, metadata={"description": "AT's, whole seconds"}
-    )
-    recording_url = ma.fields.String(
-        required=True, allow_none=True, metadata={"description": "As AT sent it"}
-    )
-    failure_reason = ma.fields.String(required=True, allow_none=True)
-    audio = ma.fields.Nested(LegAudioSchema, required=True, allow_none=True)
-
-
-class LegsSchema(ma.Schema):
-    items = ma.fields.List(ma.fields.Nested(LegSchema), required=True)
 
 
 _sessions = Leg.__table__

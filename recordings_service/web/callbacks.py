@@ -15,9 +15,9 @@ from flask import Response, current_app, g, request
 from flask_smorest import abort
 
 from ..domain.rules import CallReport
-from ..errors import ErrorSchema
 from ..integrations.africastalking.callback_form import CallbackSchema, actions_xml
 from ..recordings.lifecycle import ingest_callback
+from ..schemas import ErrorSchema
 from .auth import public
 from .blueprints import Blueprint, on_database_error
 from .observability import CALLBACKS

@@ -5,12 +5,11 @@ import json
 from flask import Response, current_app, request, url_for
 from flask_smorest import abort
 
-from ..errors import ErrorSchema
 from ..recordings import call_starts, events
 from ..recordings.registration import RecordingDeleted
+from ..schemas import CallStartedSchema, CallStartSchema, ErrorSchema
 from .auth import caller
 from .blueprints import Blueprint, on_database_error
-from .schemas import CallStartedSchema, CallStartSchema
 
 blp = Blueprint(
     "calls", __name__, url_prefix="/api/v1/voice", description="Calls started through Africa's Talking"

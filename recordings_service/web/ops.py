@@ -14,10 +14,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..domain.rules import Status
-from ..errors import ErrorSchema
 from ..persistence import queue
 from ..persistence.database import check_writable, single_read
 from ..persistence.models import JobState, Recording
+from ..schemas import ErrorSchema
 from .auth import public
 from .blueprints import Blueprint
 

@@ -12,15 +12,22 @@ from werkzeug.datastructures import ContentRange
 from werkzeug.http import parse_dict_header
 
 from ..domain.rules import Status, is_valid_recording_id
-from ..errors import ErrorSchema
 from ..integrations.audio_format import CONTENT_TYPES
 from ..integrations.storage import ObjectNotFound, StorageError
 from ..recordings import deletion, events, public
-from ..recordings.public import AudioFile, LegsSchema, RecordingSchema
+from ..recordings.public import AudioFile
 from ..recordings.registration import RecordingDeleted, SessionConflict, register_recording
+from ..schemas import (
+    DeliveriesSchema,
+    ErrorSchema,
+    LegsSchema,
+    ListQuerySchema,
+    RecordingPageSchema,
+    RecordingSchema,
+    RegistrationSchema,
+)
 from .blueprints import Blueprint, on_database_error
 from .ranges import Unsatisfiable, range_applies, requested_span
-from .schemas import DeliveriesSchema, ListQuerySchema, RecordingPageSchema, RegistrationSchema
 from .waiting import Full, Gone
 
 log = logging.getLogger(__name__)
