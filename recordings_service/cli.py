@@ -14,14 +14,14 @@ from config import parse_duration
 from . import devtools
 from .domain.clock import format_timestamp, utcnow
 from .domain.rules import Status, is_valid_recording_id
+from .exceptions import ApiKeyError, KeyReused, OfDeletedRecording, RecordingDeleted, StartInProgress
 from .persistence import liveness, queue
 from .persistence.models import JobState
 from .recordings import call_starts, deletion, events, public
 from .recordings.lifecycle import replay, sweep
 from .recordings.public import recording_schema
-from .recordings.registration import RecordingDeleted
 from .schemas import CallStartSchema
-from .web.auth import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
+from .web.auth import create_api_key, list_api_keys, revoke_api_key
 from .web.calls import start_call_from
 from .work.worker import Worker
 
@@ -71,10 +71,10 @@ def list_command(status: str | None, limit: int) -> None:
 @click.option("--to", "to", multiple=True, required=True, help="A number AT calls (E.164); once per number.")
 @click.option("--dial", multiple=True, help="A number each answered call is put through to, recorded.")
 @click.option("--sequential", is_flag=True, default=None, help="Ring the --dial numbers one after another.")
-@click.option("--from", "caller", help="The AT number to call from (default AT_VOICE_NUMBER).")
+@click.option("--from", "from_number", help="The AT number to call from (default AT_VOICE_NUMBER).")
 @click.option("--recording-id", help="The recording's id (default: a new one).")
 @click.option("--idempotency-key", help="Run again with the same key: the first answer, no second call.")
-def start_call_command(to, dial, sequential, caller, recording_id, idempotency_key) -> None:
+def start_call_command(to, dial, sequential, from_number, recording_id, idempotency_key) -> None:
     """Start recorded calls through Africa's Talking, as POST /api/v1/voice/calls does; print the answer.
 
     Exits non-zero, saying why, when AT placed none of the calls (the recording is then failed).
@@ -82,7 +82,7 @@ def start_call_command(to, dial, sequential, caller, recording_id, idempotency_k
     api = current_app.extensions["at_voice"]
     if api is None:
         raise click.ClickException("set AT_USERNAME and AT_API_KEY to start calls")
-    request = {"to": list(to), "dial": list(dial) or None, "sequential": sequential, "from": caller}
+    request = {"to": list(to), "dial": list(dial) or None, "sequential": sequential, "from": from_number}
     request["recording_id"] = recording_id
     body = {key: value for key, value in request.items() if value is not None}
     try:
@@ -90,7 +90,7 @@ def start_call_command(to, dial, sequential, caller, recording_id, idempotency_k
         answer = call_starts.start_call(start, api, idempotency_key, call_starts.request_hash(body))
     except (ma.ValidationError, ValueError) as error:
         raise click.BadParameter(str(error)) from error
-    except (call_starts.KeyReused, call_starts.StartInProgress, RecordingDeleted) as error:
+    except (KeyReused, StartInProgress, RecordingDeleted) as error:
         raise click.ClickException(f"{type(error).__name__}: {error}") from error
     if answer.status >= 400:
         raise click.ClickException(answer.body["detail"])
@@ -245,7 +245,7 @@ def redeliver_command(delivery_id: int) -> None:
     """
     try:
         found = events.redeliver(delivery_id)
-    except events.OfDeletedRecording as refusal:
+    except OfDeletedRecording as refusal:
         raise click.ClickException(f"{refusal}: not sent again") from None
     if not found:
         raise click.ClickException(f"no delivery {delivery_id}")

@@ -11,8 +11,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from recordings_service.exceptions import ObjectNotFound
 from recordings_service.extensions import db
-from recordings_service.integrations.storage import ObjectNotFound
 from recordings_service.persistence.models import Job, Leg
 from testkit.audio import (
     ACCEPTED,

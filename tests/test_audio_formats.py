@@ -5,7 +5,8 @@ import tempfile
 
 import pytest
 
-from recordings_service.integrations.audio_format import InvalidAudio, inspect
+from recordings_service.exceptions import InvalidAudio
+from recordings_service.integrations.audio_format import inspect
 from testkit.audio import (
     ACCEPTED,
     FIXTURES,

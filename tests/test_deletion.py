@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from recordings_service.domain.clock import utcnow
+from recordings_service.exceptions import ObjectNotFound, StorageUnavailable
 from recordings_service.extensions import db
-from recordings_service.integrations.storage import ObjectNotFound, StorageUnavailable
 from recordings_service.persistence.models import Job, Leg, Recording, StoredCallback
 from recordings_service.recordings import deletion
 from recordings_service.recordings.deletion import remove_deleted_audio, remove_expired_audio

@@ -18,18 +18,20 @@ import tracemalloc
 import httpx
 import pytest
 
-from recordings_service.integrations import egress
-from recordings_service.integrations.egress import (
-    DEVELOPMENT_POLICY,
-    PRODUCTION_POLICY,
+from recordings_service.exceptions import (
     BadStatus,
-    EgressPolicy,
     LengthMismatch,
     NetworkError,
     TimedOut,
     TooLarge,
     TooManyRedirects,
     UnsafeURL,
+)
+from recordings_service.integrations import egress
+from recordings_service.integrations.egress import (
+    DEVELOPMENT_POLICY,
+    PRODUCTION_POLICY,
+    EgressPolicy,
     check_url,
     download,
     make_client,

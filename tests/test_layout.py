@@ -12,7 +12,7 @@ FLOORS = [
     {"web"},
     {"recordings", "work", "devtools"},
     {"integrations", "persistence"},
-    {"errors", "extensions", "fields", "logs", "openfiles", "schemas"},
+    {"errors", "exceptions", "extensions", "fields", "logs", "openfiles", "schemas"},
     {"domain"},
 ]
 

@@ -10,17 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from recordings_service.integrations.storage import (
+from recordings_service.exceptions import (
     InvalidKey,
-    LocalStorage,
     ObjectNotFound,
     RangeNotSatisfiable,
-    S3Storage,
     StorageUnavailable,
     VerificationFailed,
-    audio_key,
-    storage_from_config,
 )
+from recordings_service.integrations.storage import LocalStorage, S3Storage, audio_key, storage_from_config
 from testkit.audio import EVERYDAY, RECORDED
 from testkit.s3 import moto_s3
 

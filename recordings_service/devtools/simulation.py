@@ -21,7 +21,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..domain.rules import Status
-from ..integrations.audio_format import InvalidAudio, inspect
+from ..exceptions import InvalidAudio
+from ..integrations.audio_format import inspect
 from ..recordings import public
 
 # What each kind of call ends as: (status, failure_reason).

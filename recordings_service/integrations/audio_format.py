@@ -11,6 +11,8 @@ from typing import BinaryIO
 
 import av
 
+from ..exceptions import InvalidAudio
+
 # The FFmpeg demuxers tried, by their names, and the type and extension their audio is served with.
 _FORMATS = {
     "mp3": ("audio/mpeg", ".mp3"),
@@ -32,10 +34,6 @@ MIN_SAMPLE_RATE = 8_000
 MAX_SECONDS = 2**31 - 1
 # What stored audio is served as.
 CONTENT_TYPES = list(dict.fromkeys(content_type for content_type, _ in _FORMATS.values()))
-
-
-class InvalidAudio(Exception):
-    """The bytes are not a recording: not audio, or less than a second of it."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,16 @@ from typing import BinaryIO
 import httpcore
 import httpx
 
+from ..exceptions import (
+    BadStatus,
+    LengthMismatch,
+    NetworkError,
+    TimedOut,
+    TooLarge,
+    TooManyRedirects,
+    UnsafeURL,
+)
+
 # Who is asking, for the logs of the servers asked; nothing of the service's own credentials.
 USER_AGENT = "recordings-service"
 MAX_REDIRECTS = 5
@@ -54,63 +64,6 @@ _NOT_PUBLIC_IPV6 = (
     ipaddress.ip_network("64:ff9b:1::/48"),
     ipaddress.ip_network("fec0::/10"),
 )
-
-
-class EgressError(Exception):
-    """An outbound request failed; ``retryable`` says whether trying later may succeed."""
-
-    retryable = True
-
-
-class UnsafeURL(EgressError):
-    """The URL, or an address its host resolves to, is not one the policy lets the service reach."""
-
-    retryable = False
-
-
-class NetworkError(EgressError):
-    """No answer could be had: the host does not resolve, refused or cut the connection."""
-
-
-class TimedOut(NetworkError):
-    """Connecting, sending or waiting for the next bytes took longer than allowed."""
-
-
-class BadStatus(EgressError):
-    """The server answered with a status other than 2xx (``status``)."""
-
-    def __init__(self, status: int):
-        super().__init__(f"the server answered HTTP {status}")
-        self.status = status
-        # A fresh recording URL may answer 404 for a few seconds (docs/africastalking.md).
-        self.retryable = status in (404, 408, 425, 429) or status >= 500
-
-
-class TooManyRedirects(EgressError):
-    """The server redirected more than ``MAX_REDIRECTS`` times."""
-
-    retryable = False
-
-
-class TooLarge(EgressError):
-    """The body is larger than the caller allows (``max_bytes``); reading stopped there."""
-
-    retryable = False
-
-    def __init__(self, max_bytes: int, declared: int | None = None):
-        said = f" (Content-Length {declared})" if declared is not None else ""
-        super().__init__(f"the body is larger than {max_bytes} bytes{said}")
-        self.max_bytes = max_bytes
-        self.declared = declared
-
-
-class LengthMismatch(NetworkError):
-    """The body's length differs from the Content-Length the server announced: a cut connection."""
-
-    def __init__(self, expected: int, received: int):
-        super().__init__(f"the server announced {expected} bytes and sent {received}")
-        self.expected = expected
-        self.received = received
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,15 @@ import botocore.config
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
+from ..exceptions import (
+    InvalidKey,
+    ObjectNotFound,
+    RangeNotSatisfiable,
+    StorageError,
+    StorageUnavailable,
+    VerificationFailed,
+)
+
 CHUNK_SIZE = 1024 * 1024
 MB = 1024 * 1024
 
@@ -62,36 +71,6 @@ S3_TRANSFER_CONFIG = TransferConfig(
     use_threads=False,
     preferred_transfer_client="classic",
 )
-
-
-class StorageError(Exception):
-    """Storing or reading audio failed; ``retryable`` says whether trying later may succeed."""
-
-    retryable = False
-
-
-class StorageUnavailable(StorageError):
-    """The store failed (unreachable, refused, timed out, out of space): try again later."""
-
-    retryable = True
-
-
-class ObjectNotFound(StorageError, LookupError):
-    """No object is stored under the key."""
-
-
-class RangeNotSatisfiable(StorageError):
-    """The byte range asked for starts at or past the object's end."""
-
-
-class VerificationFailed(StorageError):
-    """What the store holds after a write is not what was given (size or SHA-256); nothing is kept."""
-
-    retryable = True
-
-
-class InvalidKey(StorageError, ValueError):
-    """The key is not one this storage accepts (empty parts, ``..``, a leading dot, a backslash)."""
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,14 @@ from sqlalchemy import select
 
 from ..domain.clock import utcnow
 from ..domain.rules import AT_QUEUED, OUTBOUND, start_refused
+from ..exceptions import KeyReused, NoAnswer, RecordingDeleted, StartInProgress, VoiceApiError
 from ..extensions import db
-from ..integrations.africastalking.voice_api import Entry, NoAnswer, VoiceApi, VoiceApiError
+from ..integrations.africastalking.voice_api import Entry, VoiceApi
 from ..persistence.database import insert_ignoring_conflicts, write_transaction
 from ..persistence.models import IdempotencyKey, Leg, Recording
 from . import events, public
 from .locks import create_or_lock_recording, legs_of, lock_recording, new_recording_id
-from .registration import RecordingDeleted, adopt, name_leg, owners_of
+from .registration import adopt, name_leg, owners_of
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class CallStart:
     """What a client asks for: whom AT calls, from which AT number, and what each answered call dials."""
 
     to: list[str]
-    caller: str
+    from_number: str
     dial: list[str] | None = None
     sequential: bool | None = None
     recording_id: str | None = None
@@ -57,24 +58,16 @@ class Answer:
     recording_id: str | None
 
 
-class KeyReused(Exception):
-    """The Idempotency-Key came with another request before."""
-
-
-class StartInProgress(Exception):
-    """The request first made with this Idempotency-Key has not been answered yet."""
-
-
-def request_hash(body: dict, caller: str = "") -> str:
+def request_hash(body: dict, api_key_digest: str = "") -> str:
     """Return the hash an Idempotency-Key is kept with, of the request's JSON and of who sent it.
 
     The JSON is put in one canonical form, so the same request hashes the same however its keys are
-    ordered or spaced. The sender is ``web.auth.caller`` ("" with keys off and from the CLI). A client
+    ordered or spaced. The sender is ``web.auth.api_key_digest`` ("" with keys off and from the CLI). A client
     using another's key is making another request, which is refused, never answered with the other
     client's call.
     """
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{caller}\n{canonical}".encode()).hexdigest()
+    return hashlib.sha256(f"{api_key_digest}\n{canonical}".encode()).hexdigest()
 
 
 def start_call(start: CallStart, api: VoiceApi, key: str | None = None, request_hash: str = "") -> Answer:
@@ -89,7 +82,7 @@ def start_call(start: CallStart, api: VoiceApi, key: str | None = None, request_
         return prepared
     recording_pk, leg_pks = prepared
     try:
-        entries, refusal = api.call(start.caller, start.to), None
+        entries, refusal = api.call(start.from_number, start.to), None
     except VoiceApiError as error:
         entries, refusal = [], error
         log.warning("starting calls of recording pk=%s: %s", recording_pk, error)

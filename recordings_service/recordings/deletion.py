@@ -16,8 +16,9 @@ from sqlalchemy import select
 
 from ..domain.clock import utcnow
 from ..domain.rules import AudioStatus
+from ..exceptions import StorageError
 from ..integrations.africastalking.callback_form import redacted
-from ..integrations.storage import Storage, StorageError
+from ..integrations.storage import Storage
 from ..persistence import queue
 from ..persistence.database import single_read, write_transaction
 from ..persistence.models import Leg, Recording, StoredCallback

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from ..domain.clock import format_timestamp, utcnow
 from ..domain.rules import RecordingState, Status
+from ..exceptions import EgressError, OfDeletedRecording, UnusableEndpoint
 from ..extensions import db
 from ..integrations import egress
 from ..persistence import queue
@@ -52,10 +53,6 @@ def set_state(recording: Recording, state: RecordingState) -> None:
         announce(recording, TYPES[recording.status])
 
 
-class UnusableEndpoint(ValueError):
-    """A status_callback_url the service will not post to."""
-
-
 def check_endpoint(url: str) -> None:
     """Refuse, with ``UnusableEndpoint`` saying why, a URL that events could not be posted to: no
     WEBHOOK_SECRET to sign them with, or an address the egress policy refuses (a private one, in production)."""
@@ -64,7 +61,7 @@ def check_endpoint(url: str) -> None:
         raise UnusableEndpoint("this service has no WEBHOOK_SECRET to sign events with")
     try:
         egress.check_url(url, egress.EgressPolicy.from_config(config))
-    except egress.EgressError as error:
+    except EgressError as error:
         raise UnusableEndpoint(str(error)) from None
 
 
@@ -106,10 +103,6 @@ def redact(recording: Recording) -> None:
     for event in db.session.execute(stored).scalars():
         data = {key: value if key in NOT_PERSONAL else None for key, value in event.message["data"].items()}
         event.message = {**event.message, "data": data}
-
-
-class OfDeletedRecording(Exception):
-    """The delivery is of an event of a deleted recording: it is not sent again."""
 
 
 def redeliver(delivery_pk: int) -> bool:

@@ -31,15 +31,15 @@ recording_schema = RecordingSchema()
 AUDIO_PATH = "/api/v1/voice/recordings/{recording_id}/audio"
 
 
-def _shown(recording, base_url: str) -> dict:
+def _body_fields(recording, base_url: str) -> dict:
     """A recording (a model or a row of its table) as the schema dumps it: its columns, and the URLs made
     from them. (A dict: marshmallow reads its keys in half the time it read a proxy's attributes.)"""
-    shown = {name: getattr(recording, name) for name in _SHOWN_COLUMNS}
+    fields = {name: getattr(recording, name) for name in _BODY_COLUMNS}
     if recording.audio_session_id is None or recording.audio_removed_at is not None:
-        shown["audio_url"] = None
+        fields["audio_url"] = None
     else:
-        shown["audio_url"] = base_url + AUDIO_PATH.format(recording_id=recording.recording_id)
-    return shown
+        fields["audio_url"] = base_url + AUDIO_PATH.format(recording_id=recording.recording_id)
+    return fields
 
 
 def base_url() -> str:
@@ -65,25 +65,25 @@ class Rendered:
 def render(recording: Recording | Row | tuple, base: str | None = None) -> Rendered:
     """Serialise ``recording`` (a model or a row of its table, a Row or a named tuple) as the lookup
     answers it, its URLs under ``base`` (default: ``base_url()``)."""
-    shown = recording_schema.dump(_shown(recording, base or base_url()))
-    body = json.dumps(shown, separators=(",", ":")).encode()
+    dumped = recording_schema.dump(_body_fields(recording, base or base_url()))
+    body = json.dumps(dumped, separators=(",", ":")).encode()
     return Rendered(recording.recording_id, body, generate_etag(body), recording.status)
 
 
 # --- Reading ----------------------------------------------------------------------------------
 
 _recordings = Recording.__table__
-# What a body is made from, and no more: the schema's fields that are columns, and what ``_shown``
+# What a body is made from, and no more: the schema's fields that are columns, and what ``_body_fields``
 # makes the audio URL from. Each column read is a value to fetch and convert, on the lookup, the
 # request clients make most.
-_SHOWN_COLUMNS = [column.name for column in _recordings.c if column.name in recording_schema.fields]
-_BODY = [_recordings.c[name] for name in _SHOWN_COLUMNS] + [_recordings.c.audio_session_id]
+_BODY_COLUMNS = [column.name for column in _recordings.c if column.name in recording_schema.fields]
+_BODY = [_recordings.c[name] for name in _BODY_COLUMNS] + [_recordings.c.audio_session_id]
 # A deleted recording is, to clients, no recording at all.
-_SHOWN = _recordings.c.deleted_at.is_(None)
+_NOT_DELETED = _recordings.c.deleted_at.is_(None)
 # The lookup's own statement, run the short way (``KeyedRead``).
-BY_ID = KeyedRead(select(*_BODY).where(_recordings.c.recording_id == bindparam("recording_id"), _SHOWN))
+BY_ID = KeyedRead(select(*_BODY).where(_recordings.c.recording_id == bindparam("recording_id"), _NOT_DELETED))
 _BY_IDS = select(*_BODY).where(
-    _recordings.c.recording_id.in_(bindparam("recording_ids", expanding=True)), _SHOWN
+    _recordings.c.recording_id.in_(bindparam("recording_ids", expanding=True)), _NOT_DELETED
 )
 
 
@@ -131,7 +131,7 @@ def page(
     """
     query = (
         select(_recordings.c.id, *_BODY)
-        .where(_SHOWN)
+        .where(_NOT_DELETED)
         .order_by(_recordings.c.created_at.desc(), _recordings.c.id.desc())
         .limit(limit + 1)
     )
@@ -147,7 +147,7 @@ def page(
     with single_read() as connection:
         rows = connection.execute(query).all()
     base = base_url()
-    items = [_shown(row, base) for row in rows[:limit]]
+    items = [_body_fields(row, base) for row in rows[:limit]]
     if len(rows) <= limit:
         return items, None
     last = rows[limit - 1]
@@ -297,7 +297,7 @@ _AUDIO = (
         _sessions.c.session_id == bindparam("session_id"),
         _sessions.c.audio_status == AudioStatus.STORED,
         _sessions.c.audio_removed_at.is_(None),
-        _SHOWN,
+        _NOT_DELETED,
     )
 )
 

@@ -15,27 +15,13 @@ from sqlalchemy.exc import IntegrityError
 
 from ..domain.clock import utcnow
 from ..domain.rules import Status
+from ..exceptions import RecordingDeleted, SessionConflict
 from ..extensions import db
 from ..persistence.database import insert_ignoring_conflicts, write_transaction
 from ..persistence.models import Job, Leg, Recording, StoredCallback, WebhookEvent
 from . import public
 from .locks import create_or_lock_recording, find_and_lock, new_recording_id
 from .rebuild import rebuild
-
-
-class RecordingDeleted(Exception):
-    """The recording asked for was deleted: its id is not given out again."""
-
-
-class SessionConflict(Exception):
-    """Sessions asked for are bound to another recording already."""
-
-    def __init__(self, session_ids: list[str]):
-        super().__init__(
-            "already bound to another recording (a named one, a deleted one, or one that completed or"
-            f" that webhooks were told of under its own id, which keeps them): {', '.join(session_ids)}"
-        )
-        self.session_ids = session_ids
 
 
 def bind_sessions(recording: Recording, session_ids: list[str], now: datetime) -> list[str]:

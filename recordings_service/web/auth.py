@@ -15,6 +15,7 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from ..domain.clock import utcnow
+from ..exceptions import ApiKeyError
 from ..persistence.database import once_more_if_disconnected, single_read, write_transaction
 from ..persistence.models import ApiKey
 
@@ -27,10 +28,6 @@ def public(view: Callable) -> Callable:
     view = Blueprint.doc(security=[])(view)
     view.is_public = True
     return view
-
-
-class ApiKeyError(Exception):
-    """A key cannot be made or revoked as asked."""
 
 
 def _digest(key: str) -> str:
@@ -106,12 +103,12 @@ def require_api_key():
             message=UNAUTHORIZED,
             headers={"WWW-Authenticate": 'Bearer realm="recordings-service"'},
         )
-    g.caller = digest
+    g.api_key_digest = digest
 
 
-def caller() -> str:
+def api_key_digest() -> str:
     """Who made this request: its API key (as stored, a digest), or "" when keys are off."""
-    return g.get("caller", "")
+    return g.get("api_key_digest", "")
 
 
 class _UnauthorizedResponses(BasePlugin):

@@ -5,10 +5,10 @@ import json
 from flask import Response, current_app, request, url_for
 from flask_smorest import abort
 
+from ..exceptions import KeyReused, RecordingDeleted, StartInProgress, UnusableEndpoint
 from ..recordings import call_starts, events
-from ..recordings.registration import RecordingDeleted
 from ..schemas import CallStartedSchema, CallStartSchema, ErrorSchema
-from .auth import caller
+from .auth import api_key_digest
 from .blueprints import Blueprint, on_database_error
 
 blp = Blueprint(
@@ -32,7 +32,7 @@ def start_call_from(body: dict, config) -> call_starts.CallStart:
         raise ValueError("from: no AT number to call from (give one, or set AT_VOICE_NUMBER)")
     return call_starts.CallStart(
         to=body["to"],
-        caller=from_number,
+        from_number=from_number,
         dial=body.get("dial"),
         sequential=body.get("sequential"),
         recording_id=body.get("recording_id"),
@@ -73,15 +73,15 @@ def start_call(body: dict):
     if start.status_callback_url is not None:
         try:
             events.check_endpoint(start.status_callback_url)
-        except events.UnusableEndpoint as refusal:
+        except UnusableEndpoint as refusal:
             abort(422, message=f"Invalid request: status_callback_url: {refusal}")
     try:
         answer = call_starts.start_call(
-            start, api, key, call_starts.request_hash(request.get_json(), caller())
+            start, api, key, call_starts.request_hash(request.get_json(), api_key_digest())
         )
-    except call_starts.KeyReused:
+    except KeyReused:
         abort(422, message="This Idempotency-Key came with another request: use a new key for a new start")
-    except call_starts.StartInProgress:
+    except StartInProgress:
         abort(
             409,
             message="The first request with this Idempotency-Key is under way",

@@ -11,18 +11,16 @@ from datetime import datetime
 
 from werkzeug.http import parse_if_range_header
 
+from ..exceptions import RangeUnsatisfiable
+
 _INT_RANGE = re.compile(r"([0-9]+)-([0-9]*)")
 _SUFFIX_RANGE = re.compile(r"-([0-9]+)")
-
-
-class Unsatisfiable(Exception):
-    """No range of the set is within the representation."""
 
 
 def requested_span(header: str | None, length: int) -> tuple[int, int] | None:
     """Return the ``(start, stop)`` a Range header asks of ``length`` bytes, or None for all of them.
 
-    Raises ``Unsatisfiable`` when the header is a valid byte-range set with no range in those bytes.
+    Raises ``RangeUnsatisfiable`` when the header is a valid byte-range set with no range in those bytes.
     """
     unit, equals, range_set = (header or "").partition("=")
     if not equals or unit.strip(" \t").lower() != "bytes":
@@ -41,7 +39,7 @@ def requested_span(header: str | None, length: int) -> tuple[int, int] | None:
         return None
     satisfiable = [span for span in spans if span is not None]
     if not satisfiable:
-        raise Unsatisfiable
+        raise RangeUnsatisfiable
     return satisfiable[0] if len(spans) == 1 else None
 
 

@@ -12,11 +12,20 @@ from werkzeug.datastructures import ContentRange
 from werkzeug.http import parse_dict_header
 
 from ..domain.rules import Status, is_valid_recording_id
+from ..exceptions import (
+    NoRoomToWait,
+    ObjectNotFound,
+    RangeUnsatisfiable,
+    RecordingDeleted,
+    SessionConflict,
+    StorageError,
+    UnusableEndpoint,
+    WaitedOnGone,
+)
 from ..integrations.audio_format import CONTENT_TYPES
-from ..integrations.storage import ObjectNotFound, StorageError
 from ..recordings import deletion, events, public
 from ..recordings.public import AudioFile
-from ..recordings.registration import RecordingDeleted, SessionConflict, register_recording
+from ..recordings.registration import register_recording
 from ..schemas import (
     DeliveriesSchema,
     ErrorSchema,
@@ -27,8 +36,7 @@ from ..schemas import (
     RegistrationSchema,
 )
 from .blueprints import Blueprint, on_database_error
-from .ranges import Unsatisfiable, range_applies, requested_span
-from .waiting import Full, Gone
+from .ranges import range_applies, requested_span
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +139,9 @@ def get_recording(recording_id: str):
                 current_app.extensions["recording_watcher"].wait_for_change(recording_id, rendered.etag, wait)
                 or rendered
             )
-        except Full:
+        except NoRoomToWait:
             waited, refused = False, True
-        except Gone:
+        except WaitedOnGone:
             abort(404, message=NOT_FOUND)
     # If-None-Match is the one precondition a lookup honours (RFC 9110 13.1.2: weak comparison).
     # Checked here rather than with Response.make_conditional, which also parses dates and ranges
@@ -206,7 +214,7 @@ def register(registration: dict):
     if url is not None:
         try:
             events.check_endpoint(url)
-        except events.UnusableEndpoint as refusal:
+        except UnusableEndpoint as refusal:
             abort(422, message=f"Invalid request: status_callback_url: {refusal}")
     try:
         rendered, created = register_recording(
@@ -322,7 +330,7 @@ def _serve(audio: AudioFile | None) -> Response:
     if range_applies(request.headers.get("If-Range"), etag, audio.stored_at):
         try:
             span = requested_span(request.headers.get("Range"), audio.size)
-        except Unsatisfiable:
+        except RangeUnsatisfiable:
             abort(416, message=UNSATISFIABLE, headers={"Content-Range": f"bytes */{audio.size}"})
     start, stop = span or (0, audio.size)
     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..exceptions import NoRoomToWait, WaitedOnGone
 from ..recordings import public
 from ..recordings.public import Rendered
 
@@ -39,14 +40,6 @@ def init_app(app: Flask) -> None:
     )
 
 
-class Full(Exception):
-    """The worker holds as many waiting requests as it may: answer this one at once."""
-
-
-class Gone(Exception):
-    """The recording waited on is no more (deleted, say): answer as a lookup of it would."""
-
-
 class ChangeWatcher:
     """Wakes requests waiting on recordings when their bodies change."""
 
@@ -60,12 +53,12 @@ class ChangeWatcher:
 
     def wait_for_change(self, recording_id: str, etag: str, timeout: float) -> Rendered | None:
         """Return the recording's new rendering once its ETag differs from ``etag``, or None after
-        ``timeout`` seconds without a change. Raises ``Full`` when the worker may hold no more, and
-        ``Gone`` when the recording is no more."""
+        ``timeout`` seconds without a change. Raises ``NoRoomToWait`` when the worker may hold no more, and
+        ``WaitedOnGone`` when the recording is no more."""
         waiter = _Waiter(recording_id, etag, public.base_url())
         with self._lock:
             if len(self._waiters) >= self._most:
-                raise Full
+                raise NoRoomToWait
             self._waiters.add(waiter)
             # Started by the first waiter, so a thread never crosses gunicorn's fork of the workers.
             if self._thread is None or not self._thread.is_alive():
@@ -77,7 +70,7 @@ class ChangeWatcher:
             with self._lock:
                 self._waiters.discard(waiter)
         if waiter.gone:
-            raise Gone(recording_id)
+            raise WaitedOnGone(recording_id)
         return waiter.rendered
 
     def _watch(self) -> None:

@@ -21,6 +21,7 @@ from flask import current_app
 from standardwebhooks.webhooks import Webhook
 
 from ..domain.clock import utcnow
+from ..exceptions import EgressError, UnsafeURL
 from ..integrations import egress
 from ..persistence import queue
 from ..persistence.models import Job, JobKind
@@ -49,9 +50,9 @@ def deliver_webhook(claim: queue.Claim) -> Outcome:
         seconds = config["WEBHOOK_TIMEOUT_SECONDS"]  # the whole delivery's, not each wait's
         with egress.make_client(policy, timeout=seconds, deadline=seconds, follow_redirects=False) as client:
             response = client.post(delivery.url, content=body, headers=headers)
-    except egress.UnsafeURL as error:
+    except UnsafeURL as error:
         return _gave_up(claim, str(error), None)
-    except (egress.EgressError, httpx.HTTPError) as error:
+    except (EgressError, httpx.HTTPError) as error:
         return failed(claim, f"{type(error).__name__}: {error}")
     if 200 <= response.status_code < 300:
         return Done(response.status_code)

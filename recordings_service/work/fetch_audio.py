@@ -21,8 +21,9 @@ from flask import current_app
 
 from ..domain.clock import utcnow
 from ..domain.rules import RECORDING_INVALID, RECORDING_UNAVAILABLE, longer_than_its_call, retry_delay
+from ..exceptions import EgressError, InvalidAudio, StorageError
 from ..integrations import egress, storage
-from ..integrations.audio_format import InvalidAudio, inspect
+from ..integrations.audio_format import inspect
 from ..persistence import queue
 from ..persistence.models import Job, JobKind
 from ..recordings import deletion, leg_audio
@@ -53,7 +54,7 @@ def fetch_audio(claim: queue.Claim) -> Outcome:
                 deadline=config["AUDIO_FETCH_DEADLINE"],
             )
             found = inspect(file)
-        except egress.EgressError as error:
+        except EgressError as error:
             # A URL the service may not fetch, a file over AUDIO_MAX_BYTES, a 403 or a redirect loop does
             # not change by waiting; a 404, a 5xx, a timeout or a cut body may.
             if not error.retryable:
@@ -71,7 +72,7 @@ def fetch_audio(claim: queue.Claim) -> Outcome:
             stored = current_app.extensions["audio_storage"].put(
                 key, file, content_type=found.content_type, size=fetched.size, sha256=fetched.sha256
             )
-        except storage.StorageError as error:
+        except StorageError as error:
             # Our store is down: try again later, however long it takes; AT's URL is not at fault.
             return _retry(claim, work, f"storing {key}: {error}")
     return Done(StoredAudio(key, stored.size, stored.sha256, found.content_type, round(found.seconds)))
@@ -148,7 +149,7 @@ def _remove_unwanted(key: str, recording_pk: int | None) -> None:
     try:
         audio_storage.delete(key)
         deletion.remove_deleted_audio(audio_storage, recording_pk)
-    except storage.StorageError:
+    except StorageError:
         # A deleted recording's leg keeps the key: the worker's periodic removal deletes it later.
         log.exception("deleting the unwanted audio %s of recording %s failed", key, recording_pk)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from ...exceptions import EgressError, NoAnswer, Refused, VoiceApiTimedOut
 from ...logs import redact
 from .. import egress
 
@@ -23,7 +24,7 @@ SANDBOX_USERNAME = "sandbox"
 # AT's text of "no error" in a successful answer.
 NO_ERROR = "None"
 # How much of an answer that is not AT's JSON is kept, to say what came instead.
-SHOWN_BODY = 200
+QUOTED_CHARS = 200
 
 
 def default_url(username: str | None) -> str:
@@ -41,29 +42,6 @@ class Entry:
     session_id: str | None
 
 
-class VoiceApiError(Exception):
-    """AT did not take the request; ``reason`` is short, for a recording's failure_reason. Both texts
-    are cleared of secrets (AT's may quote the key): they reach answers, recordings and events."""
-
-    status = 502  # what the service answers its own client
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(redact(detail))
-        self.reason = redact(reason)
-
-
-class Refused(VoiceApiError):
-    """AT answered, and placed no call: an HTTP error, or an ``errorMessage``."""
-
-
-class NoAnswer(VoiceApiError):
-    """AT's answer never came (or could not be read): the call may or may not have been placed."""
-
-
-class TimedOut(NoAnswer):
-    status = 504
-
-
 class VoiceApi:
     """AT's Voice API for one account, on one kept HTTP client (closed with ``close``)."""
 
@@ -79,24 +57,24 @@ class VoiceApi:
     def close(self) -> None:
         self._client.close()
 
-    def call(self, caller: str, numbers: list[str]) -> list[Entry]:
-        """Ask AT to call ``numbers`` from the AT number ``caller``; AT's entry for each.
+    def call(self, from_number: str, numbers: list[str]) -> list[Entry]:
+        """Ask AT to call ``numbers`` from the AT number ``from_number``; AT's entry for each.
 
         Raises ``Refused`` (an HTTP error status, an ``errorMessage``, an answer that is not AT's),
-        ``TimedOut`` and ``NoAnswer`` (AT unreachable, or the answer cut).
+        ``VoiceApiTimedOut`` and ``NoAnswer`` (AT unreachable, or the answer cut).
         """
-        form = {"username": self.username, "from": caller, "to": ",".join(numbers)}
+        form = {"username": self.username, "from": from_number, "to": ",".join(numbers)}
         headers = {"apiKey": self._api_key, "Accept": "application/json"}
         try:
             response = self._client.post(self.url, data=form, headers=headers)
         except httpx.TimeoutException:
-            raise TimedOut("at_timeout", "Africa's Talking did not answer in time") from None
-        except (httpx.HTTPError, egress.EgressError) as error:
+            raise VoiceApiTimedOut("at_timeout", "Africa's Talking did not answer in time") from None
+        except (httpx.HTTPError, EgressError) as error:
             raise NoAnswer("at_unreachable", f"Africa's Talking could not be reached: {error}") from None
         if response.is_error:
             raise Refused(
                 f"HTTP {response.status_code}",
-                f"Africa's Talking answered HTTP {response.status_code}: {_shown(response)}",
+                f"Africa's Talking answered HTTP {response.status_code}: {_quoted(response)}",
             )
         return _entries(response)
 
@@ -111,7 +89,7 @@ def _entries(response: httpx.Response) -> list[Entry]:
         ]
     except (ValueError, AttributeError, KeyError, TypeError):
         raise Refused(
-            "at_bad_answer", f"Africa's Talking's answer is not its JSON: {_shown(response)!r}"
+            "at_bad_answer", f"Africa's Talking's answer is not its JSON: {_quoted(response)!r}"
         ) from None
     if message != NO_ERROR:
         raise Refused(message, f"Africa's Talking refused the call: {message}")
@@ -120,9 +98,9 @@ def _entries(response: httpx.Response) -> list[Entry]:
     return entries
 
 
-def _shown(response: httpx.Response) -> str:
+def _quoted(response: httpx.Response) -> str:
     # Redacted before it is cut: a secret cut in two would be matched by neither half.
-    return redact(response.text)[:SHOWN_BODY].strip()
+    return redact(response.text)[:QUOTED_CHARS].strip()
 
 
 def _session(value) -> str | None:
