@@ -2,7 +2,7 @@
 and PostgreSQL, with wrk.
 
 The app, the baseline and the ceiling are served by gunicorn with gunicorn.conf.py, exactly as `make run`
-serves the app; the FastAPI stack (bench/seed_stack.py: FastAPI, SQLAlchemy ORM) by `uvicorn --workers 2`. wrk
+serves the app; the FastAPI stack (bench/fastapi_stack.py: FastAPI, SQLAlchemy ORM) by `uvicorn --workers 2`. wrk
 runs 1 thread, 16 connections, 10 s (after a 2 s warm-up), random existing ids with 1 in 10 missing; each
 server is measured three times, in turn: its best throughput (with that run's p50) and its median p99
 are kept. Also measured: the lookup at 10,000 and 1,000,000 rows, callbacks applied per second
@@ -41,11 +41,11 @@ POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@1
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SERVERS = {
     "app": "wsgi:app",
-    "seed_stack": "bench.seed_stack:app",
+    "fastapi_stack": "bench.fastapi_stack:app",
     "baseline": "bench.baseline:app",
     "ceiling": "bench.ceiling:app",
 }
-UVICORN = {"bench.seed_stack:app"}  # served by uvicorn, as FastAPI apps are; the others by gunicorn
+UVICORN = {"bench.fastapi_stack:app"}  # served by uvicorn, as FastAPI apps are; the others by gunicorn
 
 
 def flask(url: str, *args: str) -> None:
@@ -225,7 +225,7 @@ def lookups(kind: str) -> dict:
             ],
         }
     app = results["app"]
-    for other in ("seed_stack", "baseline", "ceiling"):
+    for other in ("fastapi_stack", "baseline", "ceiling"):
         results[f"app_over_{other}"] = round(app["requests_per_s"] / results[other]["requests_per_s"], 2)
     results["app_p99_over_baseline_p99"] = round(app["p99_ms"] / results["baseline"]["p99_ms"], 2)
     return results
@@ -290,7 +290,7 @@ def print_table(results: dict) -> None:
         scale = results[kind]["scaling"]
         ratios = results[kind]
         print(
-            f"{kind} app req/s over: seed stack {ratios['app_over_seed_stack']}x,"
+            f"{kind} app req/s over: FastAPI stack {ratios['app_over_fastapi_stack']}x,"
             f" baseline {ratios['app_over_baseline']}x, ceiling {ratios['app_over_ceiling']}x;"
             f" app p99 over baseline p99 {ratios['app_p99_over_baseline_p99']}x"
         )

@@ -1,7 +1,7 @@
 """A FastAPI stack to compare with: FastAPI, a SQLAlchemy ORM model of the table and a Session per request,
 served by uvicorn with 2 workers (uvloop and httptools, as ``uvicorn[standard]`` picks them):
 
-    DATABASE_URL=... uvicorn --workers 2 bench.seed_stack:app
+    DATABASE_URL=... uvicorn --workers 2 bench.fastapi_stack:app
 
 Written as FastAPI's own tutorial writes it (a ``get_db`` dependency yielding a Session, a sync view run in
 the threadpool, a pydantic response model). It answers the lookup with the first seven fields of
