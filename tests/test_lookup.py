@@ -7,11 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from recordings_service import create_app
-from recordings_service.domain.rules import Status
 from recordings_service.extensions import db
 from recordings_service.persistence.database import write_transaction
 from recordings_service.persistence.models import Recording
-from recordings_service.recordings import public
 from testkit.config import config_for
 from testkit.proxy import RebootingProxy
 from tests.support import CONTRACT_BODY, fixture_call
@@ -274,33 +272,6 @@ def test_a_lookup_that_finds_its_connection_dead_has_the_pool_replace_the_others
         with app.app_context():
             db.engine.dispose()
         proxy.close()
-
-
-def test_the_lookups_short_read_gives_what_sqlalchemy_gives(app, add_recording):
-    """The lookup's statement runs on the driver connection (``KeyedRead``): each column must come out
-    as SQLAlchemy's own Result gives it (the status an enum, times aware and in UTC)."""
-    at = datetime(2024, 1, 15, 10, 0, 0, 123000, tzinfo=UTC)
-    add_recording(
-        recording_id="conf_1",
-        status="failed",
-        duration=342,
-        recording_url="https://voice.africastalking.com/recording/abc",
-        failure_reason="Call dropped",
-        created_at=at,
-        processed_at=at + timedelta(seconds=1),
-        updated_at=at + timedelta(seconds=2),
-        audio_removed_at=at + timedelta(seconds=3),
-    )
-
-    with app.app_context():
-        short = public.BY_ID.first({"recording_id": "conf_1"})
-        with db.engine.connect() as connection:
-            full = connection.execute(public.BY_ID.statement, {"recording_id": "conf_1"}).one()
-        assert public.BY_ID.first({"recording_id": "conf_2"}) is None
-
-    assert short._fields == full._fields and tuple(short) == tuple(full)
-    assert short.status is Status.FAILED
-    assert short.created_at == at and short.created_at.utcoffset() == timedelta(0)
 
 
 def test_a_lookup_hands_its_connection_back_as_it_found_it(make_app):

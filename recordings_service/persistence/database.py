@@ -1,10 +1,9 @@
 """How the service talks to its database: the engine's set-up and the ways statements run.
 
 The set-up is what the models do not show: SQLite made safe for several processes, and PostgreSQL
-connections checked cheaply. A statement runs as one read (``single_read``, or ``KeyedRead`` for the
-lookup) or inside one write transaction (``write_transaction``)."""
+connections checked cheaply. A statement runs as one read (``single_read``, or ``keyed_read.KeyedRead``
+for the lookup) or inside one write transaction (``write_transaction``)."""
 
-import collections
 import functools
 import logging
 import select
@@ -15,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 from typing import ParamSpec, TypeVar
 
 from flask import Flask, current_app
-from sqlalchemy import Connection, Engine, Select, Table, event, text
+from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -64,114 +63,6 @@ def single_read(waiting: bool = False) -> Iterator[Connection]:
     reads = current_app.extensions["database_reads"]
     with reads.share(waiting), reads.engine.connect() as connection:
         yield connection
-
-
-class KeyedRead:
-    """A SELECT of at most one row, run on the driver's connection: the lookup's read.
-
-    SQLAlchemy's Connection and Result cost more than the lookup's own work, so this runs the SQL
-    SQLAlchemy compiled for the statement on a connection of the same pool, and converts each column
-    with its type's result processor, as a Result would (bench/README.md, "Why the code is as it is").
-
-    What the Connection did that matters here, it still does:
-
-    - the pool's checkout check, and its reset on return;
-    - no transaction (autocommit on PostgreSQL, SQLite's own);
-    - the reads' share of the pool (``Reads``);
-    - errors raised as SQLAlchemy's ``DBAPIError``. A lost connection is invalidated and the pool
-      marked stale, so that ``once_more_if_disconnected`` runs the request again on a fresh one.
-
-    A statement whose parameters the driver cannot take as they are (expanding, or of a type that
-    converts them) is refused when first compiled.
-    """
-
-    def __init__(self, statement: Select):
-        self.statement = statement
-        self._row = collections.namedtuple("Row", statement.selected_columns.keys())
-        self._compiled: dict[tuple[str, str], tuple] = {}
-
-    def first(self, parameters: dict, waiting: bool = False) -> tuple | None:
-        """The row, as a named tuple of converted values, or None. ``waiting`` as ``single_read``'s."""
-        reads = current_app.extensions["database_reads"]
-        sql, positions, converters = self._compile(reads.engine.dialect)
-        if positions is not None:
-            parameters = tuple(parameters[name] for name in positions)
-        with reads.share(waiting):
-            row = _fetch_one(reads.engine, sql, parameters)
-        if row is None:
-            return None
-        values = list(row)
-        for index, convert in converters:
-            values[index] = convert(values[index])
-        return self._row._make(values)
-
-    def _compile(self, dialect) -> tuple[str, tuple[str, ...] | None, list[tuple[int, Callable]]]:
-        """The SQL for ``dialect``, the order of its parameters (None: by name), and the columns' result
-        processors (those that have one, by position)."""
-        key = (dialect.name, dialect.driver)
-        if key not in self._compiled:
-            compiled = self.statement.compile(dialect=dialect)
-            for name, bind in compiled.binds.items():
-                if bind.expanding or bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
-                    raise TypeError(
-                        f"parameter {name!r} needs converting: run the statement with single_read"
-                    )
-            processors = [
-                column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in self.statement.selected_columns
-            ]
-            converters = [(index, convert) for index, convert in enumerate(processors) if convert is not None]
-            positions = tuple(compiled.positiontup) if dialect.positional else None
-            self._compiled[key] = (compiled.string, positions, converters)
-        return self._compiled[key]
-
-
-def _fetch_one(engine: Engine, sql: str, parameters) -> tuple | None:
-    """Run ``sql`` on a pooled connection outside any transaction: its first row, as the driver gives it."""
-    dialect = engine.dialect
-    error_class = dialect.loaded_dbapi.Error
-    try:
-        connection = engine.raw_connection()  # the pool's: its checkout check runs
-    except error_class as error:  # no connection to be had (refused, timed out): as a Connection says it
-        raise DBAPIError.instance(
-            None,
-            None,
-            error,
-            error_class,
-            connection_invalidated=dialect.is_disconnect(error, None, None),
-            dialect=dialect,
-        ) from error
-    # PostgreSQL: autocommit for this statement, as ``Reads.engine`` sets it (no BEGIN, no ROLLBACK);
-    # SQLite's connections are in its autocommit already (``_configure_sqlite``).
-    driver = connection.driver_connection if dialect.name == "postgresql" else None
-    cursor = None
-    try:
-        if driver is not None:
-            driver.autocommit = True
-        cursor = connection.cursor()
-        try:
-            cursor.execute(sql, parameters)
-            return cursor.fetchone()
-        finally:
-            cursor.close()
-    except error_class as error:
-        lost = dialect.is_disconnect(error, connection.dbapi_connection, cursor)
-        if lost:
-            # As a Connection does: this connection, and the pool marked stale, so that every connection
-            # older than now is replaced at its next checkout (a host that rebooted leaves them all dead,
-            # and the checkout check sees none of them: no goodbye was sent). A private method of the
-            # pool (SQLAlchemy is pinned); tests/test_lookup.py fails without it.
-            engine.pool._invalidate(connection, error)
-        raise DBAPIError.instance(
-            sql, parameters, error, error_class, connection_invalidated=lost, dialect=dialect
-        ) from error
-    finally:
-        if driver is not None and connection.is_valid:
-            try:
-                driver.autocommit = False
-            except error_class as error:  # cut off mid-statement: not a connection to hand on
-                connection.invalidate(error)
-        connection.close()  # back to the pool
 
 
 def once_more_if_disconnected(function: Callable[P, R]) -> Callable[P, R]:
@@ -236,7 +127,7 @@ def warn_if_over_budget(processes: int) -> None:
     engine = db.engine
     if engine.dialect.name != "postgresql":
         return
-    per_process = engine.pool.size() + engine.pool._max_overflow
+    per_process = current_app.config["DB_POOL_SIZE"] + current_app.config["DB_MAX_OVERFLOW"]
     try:
         with single_read() as connection:
             most = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())

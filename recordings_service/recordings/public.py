@@ -21,7 +21,8 @@ from sqlalchemy import Row, bindparam, func, literal, select, tuple_
 from werkzeug.http import generate_etag
 
 from ..domain.rules import AudioStatus, Status, is_valid_recording_id
-from ..persistence.database import KeyedRead, single_read
+from ..persistence.database import single_read
+from ..persistence.keyed_read import KeyedRead
 from ..persistence.models import BigId, Job, JobKind, Leg, Recording, UTCDateTime
 from ..schemas import PagePosition, RecordingSchema
 
